@@ -1,0 +1,113 @@
+"""The agent: options, queues, worker, and the request-path entry points adapters call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ._client import Outcome
+from ._exchange import Exchange
+from ._options import Options
+from ._transport import Channel, Counter, Transport
+from ._wire import WireEncoder
+
+logger = logging.getLogger("moesif_agent")
+
+__all__ = ["Agent"]
+
+_shared: dict[Options, Agent] = {}
+_shared_lock = threading.Lock()
+
+
+class Agent:
+    """Captures API calls and delivers them to the collector from one background thread.
+
+    Framework middleware create (and share) agents for you; use one directly to record your
+    own events or to flush before a short-lived process exits::
+
+        agent = Agent(application_id="your-app-id")
+        agent.record({"request": {...}, "response": {...}})
+        agent.flush(timeout=5)
+
+    ``record()`` never blocks and never raises. ``flush()`` and ``shutdown()`` are safe to call
+    any number of times; an exit hook flushes with ``shutdown_timeout`` as the deadline.
+    """
+
+    def __init__(self, options: Options | Mapping[str, Any] | None = None, **overrides: Any):
+        self.options = Options.coerce(options, **overrides)
+        _configure_debug(self.options.debug)
+        self._encoder = WireEncoder(self.options)
+        self._events = Channel(
+            "events", "/v1/events/batch", self.options.event_queue_size, self._encoder.encode
+        )
+        self._transport = Transport(self.options, [self._events])
+        self.enabled = self.options.enabled
+        self._captured = Counter()
+        self._dry_run_events: list[dict[str, Any]] = []
+        if self.options.dry_run:
+            self._transport.post_override = self._keep_in_memory
+
+    @classmethod
+    def shared(cls, options: Options) -> Agent:
+        """The process's agent for these options: middleware built alike share one worker."""
+        with _shared_lock:
+            agent = _shared.get(options)
+            if agent is None:
+                agent = _shared[options] = cls(options)
+            return agent
+
+    # Request path ---------------------------------------------------------------------------
+
+    def record(self, event: Exchange | Mapping[str, Any]) -> None:
+        """Queue one API call (an adapter's Exchange, or a wire-format event dict)."""
+        if not self.enabled:
+            return
+        self._captured.increment()
+        self._transport.put(self._events, event)
+
+    # Lifecycle -----------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything recorded so far is delivered; False on timeout or failure."""
+        return self._transport.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued within ``timeout`` (default ``shutdown_timeout``), then stop."""
+        self._transport.shutdown(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: captured, queued, sent, dropped by reason, retries, batches, last_error."""
+        stats = self._transport.stats()
+        return {"captured": self._captured.value, **stats}
+
+    # Dry run -----------------------------------------------------------------------------------
+
+    @property
+    def dry_run_events(self) -> list[dict[str, Any]]:
+        """With ``dry_run=True``: the events that would have been sent (masked), oldest first.
+
+        Call ``flush()`` first so that everything recorded has been processed."""
+        return list(self._dry_run_events)
+
+    def _keep_in_memory(self, path: str, payload: bytes) -> Outcome:
+        self._dry_run_events.extend(json.loads(payload))
+        return Outcome(201)
+
+
+_debug_handler: logging.Handler | None = None
+
+
+def _configure_debug(debug: bool) -> None:
+    """``debug=True`` shows the agent's DEBUG logs on stderr; the host's logging is untouched."""
+    global _debug_handler
+    if not debug or _debug_handler is not None:
+        return
+    _debug_handler = logging.StreamHandler(sys.stderr)
+    _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("moesif_agent")
+    package_logger.addHandler(_debug_handler)
+    package_logger.setLevel(logging.DEBUG)

@@ -1,0 +1,275 @@
+"""Capture helpers shared by every adapter: ids, header access, client IP, user from credentials.
+
+The functions here are pure and cheap. The ones the request thread calls on every request
+(``new_transaction_id``, ``header_value``) allocate little; the rest (header dicts, client IP,
+the Authorization fallback) normally run on the worker when it builds the wire event, and on
+the request thread only when sampling or governance needs them before the event is queued.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ._exchange import HEADERS_ASGI, HEADERS_WSGI
+
+TRANSACTION_ID_HEADER = "X-Moesif-Transaction-Id"
+
+_urandom = os.urandom
+
+
+def new_transaction_id() -> str:
+    """A random (version 4) UUID string, built without the ``uuid`` module's overhead."""
+    h = _urandom(16).hex()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+def valid_transaction_id(value: str | None) -> str | None:
+    """An incoming transaction id worth reusing: printable, bounded, no separators."""
+    if value and len(value) <= 128 and value.isprintable() and "," not in value:
+        return value.strip() or None
+    return None
+
+
+# Header names ---------------------------------------------------------------------------------
+
+_name_cache: dict[Any, str] = {}
+_NAME_CACHE_MAX = 2048
+
+
+def _title(name: str) -> str:
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def wsgi_header_name(key: str) -> str:
+    """``HTTP_X_API_KEY`` -> ``X-Api-Key``; ``CONTENT_TYPE`` -> ``Content-Type``."""
+    name = _name_cache.get(key)
+    if name is None:
+        raw = key[5:] if key.startswith("HTTP_") else key
+        name = _title(raw.lower().replace("_", "-"))
+        if len(_name_cache) < _NAME_CACHE_MAX:
+            _name_cache[key] = name
+    return name
+
+
+def asgi_header_name(key: bytes) -> str:
+    """``b"x-api-key"`` -> ``X-Api-Key``."""
+    name = _name_cache.get(key)
+    if name is None:
+        name = _title(key.decode("latin-1").lower())
+        if len(_name_cache) < _NAME_CACHE_MAX:
+            _name_cache[key] = name
+    return name
+
+
+def header_items(style: int, raw: Iterable[Any]) -> list[tuple[str, str]]:
+    """Headers as (name, value) strings in their usual case, whatever form they were kept in."""
+    if style == HEADERS_WSGI:
+        return [(wsgi_header_name(k), v) for k, v in raw]
+    if style == HEADERS_ASGI:
+        return [(asgi_header_name(k), v.decode("latin-1")) for k, v in raw]
+    return [(str(k), str(v)) for k, v in raw]
+
+
+def header_dict(style: int, raw: Iterable[Any]) -> dict[str, str]:
+    """Headers as the wire map: repeated names joined with ", " (Set-Cookie included)."""
+    result: dict[str, str] = {}
+    lowered: dict[str, str] = {}
+    for name, value in header_items(style, raw):
+        key = name.lower()
+        first = lowered.get(key)
+        if first is None:
+            lowered[key] = name
+            result[name] = value
+        else:
+            result[first] = result[first] + ", " + value
+    return result
+
+
+def header_value(style: int, raw: Iterable[Any], name: str) -> str | None:
+    """The first value of one header (``name`` lower case), without building a dict."""
+    if style == HEADERS_WSGI:
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if name in ("content-type", "content-length"):
+            key = key[5:]
+        for k, v in raw:
+            if k == key:
+                return str(v)
+        return None
+    if style == HEADERS_ASGI:
+        bname = name.encode("latin-1")
+        for k, v in raw:
+            if k == bname:
+                return str(v.decode("latin-1"))
+        return None
+    for k, v in raw:
+        if k.lower() == name:
+            return str(v)
+    return None
+
+
+# Client IP ----------------------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TrustedProxies:
+    """Which peers may tell us the client's address (loopback and private ranges by default:
+    the usual reverse proxy in front of an app server)."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, address: str) -> bool:
+        known = self._cache.get(address)
+        if known is not None:
+            return known
+        ip = parse_ip(address)
+        trusted = ip is not None and any(ip in net for net in self.networks)
+        if len(self._cache) < 4096:
+            self._cache[address] = trusted
+        return trusted
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    value = value.strip().strip('"')
+    if value.startswith("["):  # [v6]:port
+        value = value[1 : value.find("]")] if "]" in value else value[1:]
+    elif value.count(":") == 1:  # v4:port
+        value = value.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _forwarded_pairs(header: str) -> list[dict[str, str]]:
+    """RFC 7239 ``Forwarded``: one dict of lower-cased parameters per hop, in order."""
+    hops = []
+    for element in header.split(","):
+        params = {}
+        for pair in element.split(";"):
+            key, sep, value = pair.partition("=")
+            if sep:
+                params[key.strip().lower()] = value.strip().strip('"')
+        hops.append(params)
+    return hops
+
+
+_SINGLE_IP_HEADERS = (
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+)
+
+
+def client_ip(peer: str | None, headers: dict[str, str], trusted: TrustedProxies) -> str | None:
+    """The client's address: the peer itself unless the peer is a trusted proxy, in which case
+    the forwarding headers are read right to left, skipping further trusted hops."""
+    if not peer or peer not in trusted:
+        return peer
+    lower = {k.lower(): v for k, v in headers.items()}
+    chain: list[str] = []
+    forwarded = lower.get("forwarded")
+    if forwarded:
+        chain = [hop["for"] for hop in _forwarded_pairs(forwarded) if "for" in hop]
+    elif lower.get("x-forwarded-for"):
+        chain = [part.strip() for part in lower["x-forwarded-for"].split(",")]
+    for candidate in reversed(chain):
+        ip = parse_ip(candidate)
+        if ip is None:
+            continue
+        if str(ip) not in trusted:
+            return str(ip)
+    if chain:
+        first = parse_ip(chain[0])
+        if first is not None:
+            return str(first)
+    for name in _SINGLE_IP_HEADERS:
+        value = lower.get(name)
+        if value:
+            ip = parse_ip(value)
+            if ip is not None:
+                return str(ip)
+    return peer
+
+
+def forwarded_origin(
+    peer: str | None, headers: dict[str, str], trusted: TrustedProxies
+) -> tuple[str | None, str | None]:
+    """(scheme, host) as told by a trusted proxy (``Forwarded`` proto/host, else X-Forwarded-*)."""
+    if not peer or peer not in trusted:
+        return None, None
+    lower = {k.lower(): v for k, v in headers.items()}
+    forwarded = lower.get("forwarded")
+    if forwarded:
+        first = _forwarded_pairs(forwarded)[0]
+        return first.get("proto"), first.get("host")
+    proto = lower.get("x-forwarded-proto")
+    host = lower.get("x-forwarded-host")
+    return (
+        proto.split(",")[0].strip() if proto else None,
+        host.split(",")[0].strip() if host else None,
+    )
+
+
+# User from credentials -------------------------------------------------------------------------
+
+
+def _b64decode(segment: str) -> bytes:
+    segment = segment.strip()
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _claim(payload: Any, field: str) -> str | None:
+    for part in field.split("."):
+        if not isinstance(payload, dict) or part not in payload:
+            return None
+        payload = payload[part]
+    if payload is None or isinstance(payload, dict | list):
+        return None
+    return str(payload)
+
+
+def user_from_credentials(value: str, field: str) -> str | None:
+    """The user id carried by an Authorization-style header value, if it carries one.
+
+    ``Bearer <JWT>`` (or a bare JWT) -> the claim named by ``field`` (dotted paths allowed),
+    base64url-decoded without verification (this is analytics, not authentication);
+    ``Basic <base64 user:password>`` -> the user name. Anything else -> None.
+    """
+    value = value.strip()
+    scheme, _, credentials = value.partition(" ")
+    lowered = scheme.lower()
+    try:
+        if lowered == "basic" and credentials:
+            user = base64.b64decode(credentials.strip(), validate=False).decode("utf-8")
+            return user.split(":", 1)[0] or None
+        token = credentials.strip() if lowered == "bearer" else value
+        parts = token.split(".")
+        if len(parts) == 3:
+            return _claim(json.loads(_b64decode(parts[1])), field)
+    except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
+        return None
+    return None
+
+
+def user_from_headers(headers: dict[str, str], names: Iterable[str], field: str) -> str | None:
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name in names:
+        value = lower.get(name.lower())
+        if value:
+            user = user_from_credentials(value, field)
+            if user:
+                return user
+    return None

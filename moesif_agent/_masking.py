@@ -1,0 +1,154 @@
+"""Masking of headers, bodies and query strings (runs on the worker thread only).
+
+Masked values are replaced by ``MASK`` rather than removed, so the event still shows that the
+field existed. Header names and body keys are compared case-insensitively, and body keys also
+ignore ``-`` and ``_`` (``cardNumber``, ``card_number`` and ``card-number`` are one key).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+if TYPE_CHECKING:
+    from ._options import Options
+
+MASK = "[REDACTED]"
+
+# Redacted unless default_masks=False (the README lists them).
+DEFAULT_HEADER_MASKS = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+)
+DEFAULT_BODY_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "clientsecret",
+    "privatekey",
+    "cardnumber",
+    "creditcard",
+    "ccnumber",
+    "cvv",
+    "cvc",
+    "ssn",
+    "pin",
+)
+# Keys ending like these are secret too (``db_password``, ``stripe_secret``, ``x_auth_token``).
+DEFAULT_BODY_SUFFIXES = ("password", "secret", "token", "apikey")
+
+_SCHEME_HEADERS = ("authorization", "proxy-authorization")
+_COOKIE_PAIR = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([^;,]*)")
+_SET_COOKIE_PAIR = re.compile(r"(^|,\s*)([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([^;]*)")
+
+
+def normalize_key(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+class KeySet:
+    """A set of body/query keys to mask, with the default suffix rule when enabled."""
+
+    __slots__ = ("keys", "suffixes")
+
+    def __init__(self, keys: tuple[str, ...], suffixes: tuple[str, ...]) -> None:
+        self.keys = frozenset(normalize_key(k) for k in keys)
+        self.suffixes = suffixes
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.suffixes)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        norm = normalize_key(key)
+        return norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
+
+
+class Masker:
+    """The compiled masks of one agent."""
+
+    def __init__(self, options: Options) -> None:
+        defaults = options.default_masks
+        header_defaults = DEFAULT_HEADER_MASKS if defaults else ()
+        key_defaults = DEFAULT_BODY_KEYS if defaults else ()
+        suffixes = DEFAULT_BODY_SUFFIXES if defaults else ()
+        self.request_headers = frozenset(
+            h.lower() for h in (*header_defaults, *options.request_header_masks)
+        )
+        self.response_headers = frozenset(
+            h.lower() for h in (*header_defaults, *options.response_header_masks)
+        )
+        self.request_keys = KeySet((*key_defaults, *options.request_body_masks), suffixes)
+        self.response_keys = KeySet((*key_defaults, *options.response_body_masks), suffixes)
+        self.query_keys = KeySet((*key_defaults, *options.uri_query_masks), suffixes)
+
+    # Headers
+
+    def headers(self, headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+        if not names:
+            return headers
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in names:
+                headers[name] = _mask_header(lowered, value)
+        return headers
+
+    # Bodies
+
+    def json(self, value: Any, keys: KeySet) -> Any:
+        """Mask, in place, every value whose key is in ``keys``, at any depth, lists included."""
+        if not keys:
+            return value
+        stack = [value]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    if key in keys:
+                        node[key] = MASK
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+            elif isinstance(node, list):
+                stack.extend(item for item in node if isinstance(item, dict | list))
+        return value
+
+    def form(self, body: str, keys: KeySet) -> str:
+        """Mask an ``application/x-www-form-urlencoded`` body (or a query string)."""
+        if not keys or not body:
+            return body
+        pairs = parse_qsl(body, keep_blank_values=True)
+        if not any(key in keys for key, _ in pairs):
+            return body
+        return urlencode([(k, MASK if k in keys else v) for k, v in pairs], safe="[]")
+
+
+def _mask_header(name: str, value: str) -> str:
+    if name in _SCHEME_HEADERS:
+        scheme, sep, _ = value.strip().partition(" ")
+        return f"{scheme} {MASK}" if sep and scheme.isalpha() else MASK
+    if name == "cookie":
+        masked = _COOKIE_PAIR.sub(lambda m: f"{m.group(1)}={MASK}", value)
+        return masked if masked != value else MASK
+    if name == "set-cookie":
+        masked = _SET_COOKIE_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}", value)
+        return masked if masked != value else MASK
+    return MASK

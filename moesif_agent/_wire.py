@@ -1,0 +1,291 @@
+"""Exchange -> wire event (runs on the worker thread).
+
+The Collector API event: ``request`` {time, uri, verb, api_version, ip_address, headers, body,
+transfer_encoding}, ``response`` {time, status, headers, body, transfer_encoding}, and
+transaction_id, session_token, user_id, company_id, metadata, direction, weight, blocked_by.
+Fields without a value are omitted. Bodies are JSON when they parse as JSON, base64 otherwise;
+a body cut at ``max_body_size`` is sent as base64 of the kept bytes and ``metadata._moesif``
+says so. No encoded event exceeds ``MAX_EVENT_BYTES``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import zlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ._capture import (
+    TrustedProxies,
+    client_ip,
+    forwarded_origin,
+    header_dict,
+    new_transaction_id,
+    user_from_headers,
+)
+from ._exchange import Body, Exchange
+from ._guard import callback_failed
+from ._masking import KeySet, Masker
+
+if TYPE_CHECKING:
+    from ._options import Options
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 1_000_000
+_FORM = "application/x-www-form-urlencoded"
+
+
+class Dropped(Exception):
+    """The event must not be sent; ``reason`` is the stats key it is counted under."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def iso_time(timestamp: float) -> str:
+    """ISO 8601 UTC with milliseconds and Z: ``2024-02-06T04:45:42.914Z``."""
+    seconds = int(timestamp)
+    millis = int((timestamp - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class WireEncoder:
+    """Turns queued items into encoded wire events for one agent's options."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.masker = Masker(options)
+        self.trusted = TrustedProxies(options.trusted_proxies)
+        self.auth_headers = options.authorization_header_name
+        self.auth_field = options.authorization_user_id_field
+        self.mask_event_model = options.mask_event_model
+        self.max_body = options.max_body_size
+
+    def encode(self, item: Exchange | Mapping[str, Any]) -> bytes:
+        """The JSON bytes of one event; raises ``Dropped`` when it must not be sent."""
+        event = self.event(item) if isinstance(item, Exchange) else self.custom_event(item)
+        if self.mask_event_model is not None:
+            event = self._apply_mask_callback(event)
+        data = _dumps(event)
+        if len(data) > MAX_EVENT_BYTES:
+            data = _dumps(_without_bodies(event))
+            if len(data) > MAX_EVENT_BYTES:
+                raise Dropped("too_large")
+        return data
+
+    def custom_event(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """A wire event built by the caller: copied (never mutated), completed and masked."""
+        if not isinstance(item, Mapping) or not isinstance(item.get("request"), Mapping):
+            raise Dropped("invalid")
+        try:
+            event: dict[str, Any] = json.loads(json.dumps(item, default=str))
+        except (TypeError, ValueError, RecursionError):
+            raise Dropped("invalid") from None
+        event.setdefault("transaction_id", new_transaction_id())
+        event.setdefault("direction", "Incoming")
+        masker = self.masker
+        for part, names, keys in (
+            ("request", masker.request_headers, masker.request_keys),
+            ("response", masker.response_headers, masker.response_keys),
+        ):
+            section = event.get(part)
+            if not isinstance(section, dict):
+                continue
+            if isinstance(section.get("headers"), dict):
+                masker.headers(section["headers"], names)
+            if section.get("transfer_encoding", "json") in ("json", "", None):
+                section["body"] = masker.json(section.get("body"), keys)
+                if section["body"] is None:
+                    del section["body"]
+        request = event["request"]
+        uri = request.get("uri")
+        if isinstance(uri, str) and "?" in uri:
+            base, _, query = uri.partition("?")
+            request["uri"] = base + "?" + masker.form(query, masker.query_keys)
+        return event
+
+    def _apply_mask_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        assert self.mask_event_model is not None
+        try:
+            masked = self.mask_event_model(event)
+        except Exception as exc:
+            callback_failed("mask_event_model", exc)
+            raise Dropped("mask_error") from None
+        if masked is None:
+            raise Dropped("masked_out")
+        if not isinstance(masked, dict):
+            callback_failed(
+                "mask_event_model",
+                TypeError(f"returned {type(masked).__name__}, expected the event dict or None"),
+            )
+            raise Dropped("mask_error")
+        return masked
+
+    def event(self, ex: Exchange) -> dict[str, Any]:
+        masker = self.masker
+        request_headers = header_dict(ex.request_header_style, ex.request_headers)
+        user_id = ex.user_id
+        if user_id is None and ex.direction == "Incoming":
+            user_id = user_from_headers(request_headers, self.auth_headers, self.auth_field)
+        scheme, host = forwarded_origin(ex.remote_addr, request_headers, self.trusted)
+        uri = f"{scheme or ex.scheme}://{host or ex.host}{quote(ex.path, safe='/%;:@&=+$,!~*()')}"
+        if ex.query:
+            uri += "?" + masker.form(ex.query, masker.query_keys)
+        metadata: dict[str, Any] = dict(ex.metadata) if ex.metadata else {}
+        notes: dict[str, Any] = {}
+
+        request: dict[str, Any] = {"time": iso_time(ex.request_time), "uri": uri, "verb": ex.method}
+        api_version = ex.api_version or self.options.api_version
+        if api_version:
+            request["api_version"] = api_version
+        ip = ex.remote_addr
+        if ex.direction == "Incoming":
+            ip = client_ip(ex.remote_addr, request_headers, self.trusted)
+        if ip:
+            request["ip_address"] = ip
+        self._body(request, ex.request_body, request_headers, masker.request_keys, notes, "request")
+        request["headers"] = masker.headers(request_headers, masker.request_headers)
+
+        event: dict[str, Any] = {"request": request}
+        if ex.status is not None:
+            response_headers = header_dict(ex.response_header_style, ex.response_headers)
+            response: dict[str, Any] = {
+                "time": iso_time(ex.response_time or ex.request_time),
+                "status": ex.status,
+            }
+            self._body(
+                response,
+                ex.response_body,
+                response_headers,
+                masker.response_keys,
+                notes,
+                "response",
+            )
+            response["headers"] = masker.headers(response_headers, masker.response_headers)
+            event["response"] = response
+        event["transaction_id"] = ex.transaction_id or new_transaction_id()
+        event["direction"] = ex.direction
+        if user_id:
+            event["user_id"] = user_id
+        if ex.company_id:
+            event["company_id"] = ex.company_id
+        if ex.session_token:
+            event["session_token"] = ex.session_token
+        if ex.route:
+            metadata.setdefault("route", ex.route)
+        if ex.error:
+            notes["error"] = ex.error
+        if notes:
+            metadata["_moesif"] = notes
+        if metadata:
+            event["metadata"] = metadata
+        if ex.weight != 1:
+            event["weight"] = ex.weight
+        if ex.blocked_by:
+            event["blocked_by"] = ex.blocked_by
+        return event
+
+    def _body(
+        self,
+        target: dict[str, Any],
+        body: Body | None,
+        headers: dict[str, str],
+        keys: KeySet,
+        notes: dict[str, Any],
+        which: str,
+    ) -> None:
+        if body is None or not body.size:
+            return
+        raw = body.value()
+        truncated = body.truncated
+        lower = {k.lower(): v for k, v in headers.items() if k.lower().startswith("content-")}
+        encoding = lower.get("content-encoding", "").strip().lower()
+        if encoding and not truncated:
+            decoded = _decompress(raw, encoding, self.max_body)
+            if decoded is None:
+                truncated = True  # compressed beyond the cap: keep what we have, say so
+            else:
+                raw = decoded
+        if truncated:
+            notes[which + "_body"] = {
+                "truncated": True,
+                "size": body.size,
+                "captured": len(raw),
+            }
+            target["body"] = base64.b64encode(raw).decode("ascii")
+            target["transfer_encoding"] = "base64"
+            return
+        content_type = lower.get("content-type", "").lower()
+        if "json" in content_type or raw[:1] in (b"{", b"["):
+            try:
+                value = json.loads(raw)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                target["body"] = self.masker.json(value, keys)
+                target["transfer_encoding"] = "json"
+                return
+        if content_type.startswith(_FORM) and keys:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                raw = self.masker.form(text, keys).encode("utf-8")
+        target["body"] = base64.b64encode(raw).decode("ascii")
+        target["transfer_encoding"] = "base64"
+
+
+def _decompress(raw: bytes, encoding: str, limit: int) -> bytes | None:
+    """Decoded body, or None when it is not decodable or would exceed ``limit`` bytes."""
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 47  # gzip or zlib header, auto-detected
+    elif encoding == "deflate":
+        wbits = 15
+    else:
+        return None
+    try:
+        inflater = zlib.decompressobj(wbits)
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        if encoding != "deflate":
+            return None
+        try:  # raw deflate, as some servers send it
+            inflater = zlib.decompressobj(-15)
+            out = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            return None
+    if len(out) > limit or inflater.unconsumed_tail:
+        return None
+    return out
+
+
+def _dumps(event: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(event, separators=(",", ":"), default=str).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as exc:
+        logger.debug("moesif-agent: event not serialisable: %s", exc)
+        raise Dropped("invalid") from None
+
+
+def _without_bodies(event: dict[str, Any]) -> dict[str, Any]:
+    event = dict(event)
+    notes: dict[str, Any] = {}
+    for part in ("request", "response"):
+        section = event.get(part)
+        if isinstance(section, dict) and "body" in section:
+            section = dict(section)
+            section.pop("body")
+            section.pop("transfer_encoding", None)
+            event[part] = section
+            notes[part + "_body"] = {"omitted": "event over 1 MB"}
+    metadata = dict(event.get("metadata") or {})
+    metadata["_moesif"] = {**(metadata.get("_moesif") or {}), **notes}
+    event["metadata"] = metadata
+    return event

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from moesif_agent import Agent, _guard
+from tests.recorder import Recorder
+
+
+@pytest.fixture(autouse=True)
+def _strict_guard() -> Iterator[None]:
+    """An internal error the agent would swallow in production fails the test instead."""
+    _guard.reraise = True
+    _guard.reset_log_once()
+    yield
+    _guard.reraise = False
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MOESIF_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    with Recorder() as rec:
+        yield rec
+
+
+@pytest.fixture
+def make_agent(recorder: Recorder) -> Iterator[Callable[..., Agent]]:
+    """Agents pointed at the test's recorder; each is shut down when the test ends."""
+    agents: list[Agent] = []
+
+    def make(**options: Any) -> Agent:
+        options.setdefault("application_id", "test-app")
+        options.setdefault("base_uri", recorder.url)
+        options.setdefault("batch_max_time", 0.05)
+        agent = Agent(**options)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.shutdown(timeout=2)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+import moesif_agent
+
+
+def test_public_surface_is_pinned() -> None:
+    assert moesif_agent.__all__ == ["Agent", "Options", "__version__"]
+    for name in moesif_agent.__all__:
+        assert getattr(moesif_agent, name) is not None
+    public = {name for name in vars(moesif_agent) if not name.startswith("_")}
+    assert public - {"annotations"} <= {"Agent", "Options", "integrations"}

@@ -1,0 +1,231 @@
+"""Exchange -> wire event, field by field."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from moesif_agent import Options
+from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
+from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, iso_time
+
+
+def encoder(**options: Any) -> WireEncoder:
+    return WireEncoder(Options(application_id="app", **options))
+
+
+def body(data: bytes, limit: int = 100_000) -> Body:
+    b = Body(limit)
+    for i in range(0, len(data), 7):
+        b.add(data[i : i + 7])
+    return b
+
+
+def known_exchange() -> Exchange:
+    ex = Exchange()
+    ex.transaction_id = "a3765025-46ec-45dd-bc83-b136c8d1d257"
+    ex.request_time = 1707194742.914
+    ex.response_time = 1707194742.9505
+    ex.method = "POST"
+    ex.scheme = "https"
+    ex.host = "api.acmeinc.com"
+    ex.path = "/items/12345/reviews/"
+    ex.query = "lang=en"
+    ex.remote_addr = "61.48.220.123"
+    ex.request_header_style = HEADERS_WSGI
+    ex.request_headers = [
+        ("HTTP_HOST", "api.acmeinc.com"),
+        ("CONTENT_TYPE", "application/json"),
+        ("HTTP_ACCEPT", "*/*"),
+        ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
+    ]
+    ex.request_body = body(b'{"items": [{"item_id": "hello", "liked": false}]}')
+    ex.status = 201
+    ex.response_headers = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Vary", "Accept-Encoding"),
+        ("Vary", "Origin"),
+    ]
+    ex.response_body = body(b'{"id": 1}')
+    ex.user_id = "12345"
+    ex.company_id = "67890"
+    ex.session_token = "sess"
+    ex.metadata = {"datacenter": "westus"}
+    ex.api_version = "1.1.0"
+    ex.route = "/items/<int:id>/reviews/"
+    return ex
+
+
+def test_the_exact_wire_event_for_a_known_exchange() -> None:
+    event = json.loads(encoder().encode(known_exchange()))
+    assert event == {
+        "request": {
+            "time": "2024-02-06T04:45:42.914Z",
+            "uri": "https://api.acmeinc.com/items/12345/reviews/?lang=en",
+            "verb": "POST",
+            "api_version": "1.1.0",
+            "ip_address": "61.48.220.123",  # the peer is not a trusted proxy
+            "headers": {
+                "Host": "api.acmeinc.com",
+                "Content-Type": "application/json",
+                "Accept": "*/*",
+                "X-Forwarded-For": "1.2.3.4",
+            },
+            "body": {"items": [{"item_id": "hello", "liked": False}]},
+            "transfer_encoding": "json",
+        },
+        "response": {
+            "time": "2024-02-06T04:45:42.950Z",
+            "status": 201,
+            "headers": {
+                "Content-Type": "application/json; charset=utf-8",
+                "Vary": "Accept-Encoding, Origin",
+            },
+            "body": {"id": 1},
+            "transfer_encoding": "json",
+        },
+        "transaction_id": "a3765025-46ec-45dd-bc83-b136c8d1d257",
+        "direction": "Incoming",
+        "user_id": "12345",
+        "company_id": "67890",
+        "session_token": "sess",
+        "metadata": {"datacenter": "westus", "route": "/items/<int:id>/reviews/"},
+    }
+
+
+def test_iso_time_has_milliseconds_and_z() -> None:
+    assert iso_time(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_time(1707194742.9999) == "2024-02-06T04:45:42.999Z"
+
+
+def test_fields_without_value_are_omitted() -> None:
+    ex = Exchange()
+    ex.transaction_id = "t"
+    ex.host = "h"
+    event = json.loads(encoder().encode(ex))
+    assert event == {
+        "request": {
+            "time": "1970-01-01T00:00:00.000Z",
+            "uri": "http://h/",
+            "verb": "GET",
+            "headers": {},
+        },
+        "transaction_id": "t",
+        "direction": "Incoming",
+    }
+
+
+def test_a_trusted_proxy_supplies_client_ip_scheme_and_host() -> None:
+    ex = known_exchange()
+    ex.remote_addr = "10.0.0.5"
+    ex.request_headers = [
+        ("HTTP_FORWARDED", 'for="[2001:db8::1]:4711";proto=https;host=public.example'),
+    ]
+    event = json.loads(encoder().encode(ex))
+    assert event["request"]["ip_address"] == "2001:db8::1"
+    assert event["request"]["uri"].startswith("https://public.example/items/")
+
+
+def test_non_json_bodies_are_base64() -> None:
+    ex = known_exchange()
+    ex.request_headers = [("CONTENT_TYPE", "application/octet-stream")]
+    ex.request_body = body(bytes(range(256)))
+    event = json.loads(encoder().encode(ex))
+    assert event["request"]["transfer_encoding"] == "base64"
+    assert base64.b64decode(event["request"]["body"]) == bytes(range(256))
+
+
+def test_invalid_json_with_json_content_type_is_base64() -> None:
+    ex = known_exchange()
+    ex.request_body = body(b'{"broken":')
+    event = json.loads(encoder().encode(ex))
+    assert event["request"]["transfer_encoding"] == "base64"
+    assert base64.b64decode(event["request"]["body"]) == b'{"broken":'
+
+
+def test_truncated_bodies_say_so_in_metadata() -> None:
+    ex = known_exchange()
+    data = json.dumps({"pad": "x" * 5000}).encode()
+    ex.response_body = body(data, limit=1000)
+    event = json.loads(encoder().encode(ex))
+    assert event["response"]["transfer_encoding"] == "base64"
+    assert base64.b64decode(event["response"]["body"]) == data[:1000]
+    assert event["metadata"]["_moesif"] == {
+        "response_body": {"truncated": True, "size": len(data), "captured": 1000}
+    }
+
+
+def test_gzip_bodies_are_decoded_for_the_event() -> None:
+    ex = known_exchange()
+    ex.response_header_style = HEADERS_ASGI
+    ex.response_headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+    ex.response_body = body(gzip.compress(b'{"zipped": true}'))
+    event = json.loads(encoder().encode(ex))
+    assert event["response"]["body"] == {"zipped": True}
+    assert event["response"]["headers"]["Content-Encoding"] == "gzip"
+
+
+def test_a_gzip_bomb_is_not_expanded_beyond_the_cap() -> None:
+    ex = known_exchange()
+    ex.response_header_style = HEADERS_ASGI
+    ex.response_headers = [(b"content-encoding", b"gzip")]
+    ex.response_body = body(gzip.compress(b"0" * 10_000_000))
+    event = json.loads(encoder(max_body_size=10_000).encode(ex))
+    assert event["response"]["transfer_encoding"] == "base64"
+    assert event["metadata"]["_moesif"]["response_body"]["truncated"] is True
+
+
+def test_an_event_over_one_megabyte_loses_its_bodies_not_itself() -> None:
+    ex = known_exchange()
+    big = json.dumps({"pad": "y" * 700_000}).encode()
+    ex.request_body = body(big, limit=800_000)
+    ex.response_body = body(big, limit=800_000)
+    data = encoder(max_body_size=800_000).encode(ex)
+    assert len(data) <= MAX_EVENT_BYTES
+    event = json.loads(data)
+    assert "body" not in event["request"]
+    assert "body" not in event["response"]
+    assert event["metadata"]["_moesif"]["request_body"] == {"omitted": "event over 1 MB"}
+
+
+def test_user_from_authorization_header_when_no_callback_gave_one() -> None:
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": "user-42"}).encode()).rstrip(b"=")
+    token = f"eyJhbGciOiJIUzI1NiJ9.{payload.decode()}.sig"
+    ex = known_exchange()
+    ex.user_id = None
+    ex.request_headers = [("HTTP_AUTHORIZATION", f"Bearer {token}")]
+    event = json.loads(encoder().encode(ex))
+    assert event["user_id"] == "user-42"
+    assert event["request"]["headers"]["Authorization"] == "Bearer [REDACTED]"
+
+
+def test_mask_callback_sees_the_complete_event_and_may_drop_it() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def mask(event: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(event)
+        event["response"]["body"]["id"] = "hidden"
+        return event if event["request"]["verb"] == "POST" else None
+
+    enc = encoder(mask_event_model=mask)
+    event = json.loads(enc.encode(known_exchange()))
+    assert event["response"]["body"] == {"id": "hidden"}
+    assert seen[0]["response"]["body"] == {"id": "hidden"}
+    ex = known_exchange()
+    ex.method = "GET"
+    with pytest.raises(Dropped) as dropped:
+        enc.encode(ex)
+    assert dropped.value.reason == "masked_out"
+
+
+def test_a_raising_mask_callback_drops_the_event() -> None:
+    def mask(event: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("password")
+
+    with pytest.raises(Dropped) as dropped:
+        encoder(mask_event_model=mask).encode(known_exchange())
+    assert dropped.value.reason == "mask_error"
