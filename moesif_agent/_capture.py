@@ -13,7 +13,7 @@ import binascii
 import ipaddress
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._exchange import HEADERS_ASGI, HEADERS_WSGI
@@ -77,8 +77,16 @@ def header_items(style: int, raw: Iterable[Any]) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in raw]
 
 
-def header_dict(style: int, raw: Iterable[Any]) -> dict[str, str]:
+def header_dict(style: int, raw: Sequence[Any]) -> dict[str, str]:
     """Headers as the wire map: repeated names joined with ", " (Set-Cookie included)."""
+    if style == HEADERS_WSGI:  # environ keys are unique: the server already joined repeats
+        cache = _name_cache
+        return {cache.get(k) or wsgi_header_name(k): v for k, v in raw}
+    if style == HEADERS_ASGI:
+        cache = _name_cache
+        fast = {cache.get(k) or asgi_header_name(k): v.decode("latin-1") for k, v in raw}
+        if len(fast) == len(raw):  # names are lower case, so only exact repeats can occur
+            return fast
     result: dict[str, str] = {}
     lowered: dict[str, str] = {}
     for name, value in header_items(style, raw):
@@ -173,12 +181,12 @@ _SINGLE_IP_HEADERS = (
 )
 
 
-def client_ip(peer: str | None, headers: dict[str, str], trusted: TrustedProxies) -> str | None:
+def client_ip(peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies) -> str | None:
     """The client's address: the peer itself unless the peer is a trusted proxy, in which case
-    the forwarding headers are read right to left, skipping further trusted hops."""
+    the forwarding headers (``lower``: names in lower case) are read right to left, skipping
+    further trusted hops."""
     if not peer or peer not in trusted:
         return peer
-    lower = {k.lower(): v for k, v in headers.items()}
     chain: list[str] = []
     forwarded = lower.get("forwarded")
     if forwarded:
@@ -205,12 +213,11 @@ def client_ip(peer: str | None, headers: dict[str, str], trusted: TrustedProxies
 
 
 def forwarded_origin(
-    peer: str | None, headers: dict[str, str], trusted: TrustedProxies
+    peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies
 ) -> tuple[str | None, str | None]:
     """(scheme, host) as told by a trusted proxy (``Forwarded`` proto/host, else X-Forwarded-*)."""
     if not peer or peer not in trusted:
         return None, None
-    lower = {k.lower(): v for k, v in headers.items()}
     forwarded = lower.get("forwarded")
     if forwarded:
         first = _forwarded_pairs(forwarded)[0]
@@ -264,8 +271,8 @@ def user_from_credentials(value: str, field: str) -> str | None:
     return None
 
 
-def user_from_headers(headers: dict[str, str], names: Iterable[str], field: str) -> str | None:
-    lower = {k.lower(): v for k, v in headers.items()}
+def user_from_headers(lower: Mapping[str, str], names: Iterable[str], field: str) -> str | None:
+    """The user id from the first of ``names`` (Authorization-style headers) that carries one."""
     for name in names:
         value = lower.get(name.lower())
         if value:

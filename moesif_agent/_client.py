@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = f"moesif-agent-python/{__version__}"
 CONFIG_ETAG_HEADER = "x-moesif-config-etag"
-GZIP_LEVEL = 5
+GZIP_LEVEL = 3  # as small as 5-6 on event JSON, at under half the CPU
 
 _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 30.0

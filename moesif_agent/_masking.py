@@ -67,11 +67,13 @@ def normalize_key(key: str) -> str:
 class KeySet:
     """A set of body/query keys to mask, with the default suffix rule when enabled."""
 
-    __slots__ = ("keys", "suffixes")
+    __slots__ = ("_seen", "keys", "suffixes")
 
     def __init__(self, keys: tuple[str, ...], suffixes: tuple[str, ...]) -> None:
         self.keys = frozenset(normalize_key(k) for k in keys)
         self.suffixes = suffixes
+        self._seen: dict[str, bool] = {}  # body keys repeat: decide each one once
+
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.suffixes)
@@ -79,8 +81,13 @@ class KeySet:
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        norm = normalize_key(key)
-        return norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
+        known = self._seen.get(key)
+        if known is None:
+            norm = normalize_key(key)
+            known = norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
+            if len(self._seen) < 10_000:
+                self._seen[key] = known
+        return known
 
 
 class Masker:
@@ -114,10 +121,13 @@ class Masker:
 
     # Bodies
 
-    def json(self, value: Any, keys: KeySet) -> Any:
-        """Mask, in place, every value whose key is in ``keys``, at any depth, lists included."""
+    def json(self, value: Any, keys: KeySet) -> bool:
+        """Mask, in place, every value whose key is in ``keys``, at any depth, lists included.
+
+        Returns whether anything was masked."""
         if not keys:
-            return value
+            return False
+        changed = False
         stack = [value]
         while stack:
             node = stack.pop()
@@ -125,11 +135,12 @@ class Masker:
                 for key, item in node.items():
                     if key in keys:
                         node[key] = MASK
+                        changed = True
                     elif isinstance(item, dict | list):
                         stack.append(item)
             elif isinstance(node, list):
                 stack.extend(item for item in node if isinstance(item, dict | list))
-        return value
+        return changed
 
     def form(self, body: str, keys: KeySet) -> str:
         """Mask an ``application/x-www-form-urlencoded`` body (or a query string)."""

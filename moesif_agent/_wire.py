@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import re
 import time
 import zlib
 from collections.abc import Mapping
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 1_000_000
 _FORM = "application/x-www-form-urlencoded"
+_PATH_SAFE = "/%;:@&=+$,!~*()'"
+_UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-]")
 
 
 class Dropped(Exception):
@@ -48,11 +52,19 @@ class Dropped(Exception):
         self.reason = reason
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def iso_time(timestamp: float) -> str:
     """ISO 8601 UTC with milliseconds and Z: ``2024-02-06T04:45:42.914Z``."""
+    global _second_cache
     seconds = int(timestamp)
     millis = int((timestamp - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached_second, prefix = _second_cache
+    if cached_second != seconds:  # consecutive events mostly share their second
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_cache = (seconds, prefix)
+    return f"{prefix}.{millis:03d}Z"
 
 
 class WireEncoder:
@@ -66,13 +78,22 @@ class WireEncoder:
         self.auth_field = options.authorization_user_id_field
         self.mask_event_model = options.mask_event_model
         self.max_body = options.max_body_size
+        # JSON bodies that masking left unchanged are spliced into the encoded event as they
+        # arrived instead of being encoded a second time: (quoted placeholder, raw bytes).
+        self._raw: list[tuple[bytes, bytes]] = []
+        nonce = os.urandom(8).hex()
+        markers = [f"\x00{nonce}{i}\x00" for i in range(2)]  # request, response
+        self._markers = [(m, json.dumps(m).encode("ascii")) for m in markers]
 
     def encode(self, item: Exchange | Mapping[str, Any]) -> bytes:
         """The JSON bytes of one event; raises ``Dropped`` when it must not be sent."""
+        self._raw.clear()
         event = self.event(item) if isinstance(item, Exchange) else self.custom_event(item)
         if self.mask_event_model is not None:
             event = self._apply_mask_callback(event)
         data = _dumps(event)
+        for placeholder, raw in self._raw:
+            data = data.replace(placeholder, raw, 1)
         if len(data) > MAX_EVENT_BYTES:
             data = _dumps(_without_bodies(event))
             if len(data) > MAX_EVENT_BYTES:
@@ -100,9 +121,7 @@ class WireEncoder:
             if isinstance(section.get("headers"), dict):
                 masker.headers(section["headers"], names)
             if section.get("transfer_encoding", "json") in ("json", "", None):
-                section["body"] = masker.json(section.get("body"), keys)
-                if section["body"] is None:
-                    del section["body"]
+                masker.json(section.get("body"), keys)
         request = event["request"]
         uri = request.get("uri")
         if isinstance(uri, str) and "?" in uri:
@@ -130,11 +149,19 @@ class WireEncoder:
     def event(self, ex: Exchange) -> dict[str, Any]:
         masker = self.masker
         request_headers = header_dict(ex.request_header_style, ex.request_headers)
+        lower = {name.lower(): value for name, value in request_headers.items()}
+        incoming = ex.direction == "Incoming"
         user_id = ex.user_id
-        if user_id is None and ex.direction == "Incoming":
-            user_id = user_from_headers(request_headers, self.auth_headers, self.auth_field)
-        scheme, host = forwarded_origin(ex.remote_addr, request_headers, self.trusted)
-        uri = f"{scheme or ex.scheme}://{host or ex.host}{quote(ex.path, safe='/%;:@&=+$,!~*()')}"
+        if user_id is None and incoming:
+            user_id = user_from_headers(lower, self.auth_headers, self.auth_field)
+        scheme, host = ex.scheme, ex.host
+        if incoming:
+            proto, forwarded_host = forwarded_origin(ex.remote_addr, lower, self.trusted)
+            scheme, host = proto or scheme, forwarded_host or host
+        path = ex.path
+        if _UNSAFE_PATH.search(path):
+            path = quote(path, safe=_PATH_SAFE)
+        uri = f"{scheme}://{host}{path}"
         if ex.query:
             uri += "?" + masker.form(ex.query, masker.query_keys)
         metadata: dict[str, Any] = dict(ex.metadata) if ex.metadata else {}
@@ -144,12 +171,11 @@ class WireEncoder:
         api_version = ex.api_version or self.options.api_version
         if api_version:
             request["api_version"] = api_version
-        ip = ex.remote_addr
-        if ex.direction == "Incoming":
-            ip = client_ip(ex.remote_addr, request_headers, self.trusted)
+        ip = client_ip(ex.remote_addr, lower, self.trusted) if incoming else ex.remote_addr
         if ip:
             request["ip_address"] = ip
-        self._body(request, ex.request_body, request_headers, masker.request_keys, notes, "request")
+        if ex.request_body is not None:
+            self._body(request, ex.request_body, lower, masker.request_keys, notes, "request")
         request["headers"] = masker.headers(request_headers, masker.request_headers)
 
         event: dict[str, Any] = {"request": request}
@@ -159,14 +185,15 @@ class WireEncoder:
                 "time": iso_time(ex.response_time or ex.request_time),
                 "status": ex.status,
             }
-            self._body(
-                response,
-                ex.response_body,
-                response_headers,
-                masker.response_keys,
-                notes,
-                "response",
-            )
+            if ex.response_body is not None:
+                content = {
+                    name.lower(): value
+                    for name, value in response_headers.items()
+                    if name[:8].lower() == "content-"
+                }
+                self._body(
+                    response, ex.response_body, content, masker.response_keys, notes, "response"
+                )
             response["headers"] = masker.headers(response_headers, masker.response_headers)
             event["response"] = response
         event["transaction_id"] = ex.transaction_id or new_transaction_id()
@@ -194,19 +221,19 @@ class WireEncoder:
     def _body(
         self,
         target: dict[str, Any],
-        body: Body | None,
-        headers: dict[str, str],
+        body: Body,
+        lower: Mapping[str, str],
         keys: KeySet,
         notes: dict[str, Any],
         which: str,
     ) -> None:
-        if body is None or not body.size:
+        """Set ``body``/``transfer_encoding``; ``lower`` holds the lower-cased headers."""
+        if not body.size:
             return
         raw = body.value()
         truncated = body.truncated
-        lower = {k.lower(): v for k, v in headers.items() if k.lower().startswith("content-")}
         encoding = lower.get("content-encoding", "").strip().lower()
-        if encoding and not truncated:
+        if encoding and encoding != "identity" and not truncated:
             decoded = _decompress(raw, encoding, self.max_body)
             if decoded is None:
                 truncated = True  # compressed beyond the cap: keep what we have, say so
@@ -228,8 +255,14 @@ class WireEncoder:
             except (ValueError, RecursionError):
                 pass
             else:
-                target["body"] = self.masker.json(value, keys)
+                changed = self.masker.json(value, keys)
                 target["transfer_encoding"] = "json"
+                if changed or self.mask_event_model is not None or not _spliceable(raw):
+                    target["body"] = value
+                else:
+                    marker, quoted = self._markers[len(self._raw)]
+                    target["body"] = marker
+                    self._raw.append((quoted, raw))
                 return
         if content_type.startswith(_FORM) and keys:
             try:
@@ -240,6 +273,17 @@ class WireEncoder:
                 raw = self.masker.form(text, keys).encode("utf-8")
         target["body"] = base64.b64encode(raw).decode("ascii")
         target["transfer_encoding"] = "base64"
+
+
+def _spliceable(raw: bytes) -> bool:
+    """Raw JSON bytes that can stand inside our UTF-8 payload as they are."""
+    if raw[:3] == b"\xef\xbb\xbf":
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes | None:

@@ -81,7 +81,8 @@ def test_header_value_in_each_style() -> None:
     ],
 )
 def test_client_ip(peer: str | None, headers: dict[str, str], expected: str | None) -> None:
-    assert client_ip(peer, headers, TRUSTED) == expected
+    lower = {name.lower(): value for name, value in headers.items()}
+    assert client_ip(peer, lower, TRUSTED) == expected
 
 
 def jwt(payload: object) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): bare vs instrumented, same run, medians and ratios."""

@@ -1,0 +1,187 @@
+"""Ingest throughput of the local collector.
+
+Starts ``moesif-agent collector`` in a subprocess (pinned to one core when there are two or
+more, the client to another), posts ~1 KB events in gzip batches of 100 to
+``/v1/events/batch`` from a few client threads, and prints events/s. The payloads are built and
+compressed before the clock starts, so the figure is the collector's: HTTP, gunzip, JSON,
+validation and SQLite. Every event has its own transaction_id, so none is deduplicated, and the
+stored count is checked at the end.
+
+    .venv/bin/python -m benchmarks.collector [--events 50000] [--batch 100] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import queue
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+_WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
+    "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu"
+).split()
+EVENT_BYTES = 1024
+
+
+def make_event(i: int, rng: random.Random) -> dict[str, Any]:
+    now = time.time() - rng.random() * 3600
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    event: dict[str, Any] = {
+        "request": {
+            "time": stamp,
+            "uri": f"https://api.example.com/items/{i}?page={rng.randint(1, 9)}",
+            "verb": rng.choice(("GET", "POST", "PUT", "DELETE")),
+            "api_version": "1.0.0",
+            "ip_address": f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            "headers": {
+                "Host": "api.example.com",
+                "Accept": "application/json",
+                "User-Agent": "bench-client/1.0",
+                "Content-Type": "application/json",
+                "Content-Length": "64",
+            },
+            "body": {"id": i, "name": " ".join(rng.choices(_WORDS, k=4))},
+            "transfer_encoding": "json",
+        },
+        "response": {
+            "time": stamp,
+            "status": rng.choice((200, 200, 200, 201, 404, 500)),
+            "headers": {"Content-Type": "application/json", "Cache-Control": "no-cache"},
+            "body": {"ok": True, "id": i, "tags": rng.choices(_WORDS, k=3)},
+            "transfer_encoding": "json",
+        },
+        "transaction_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "user_id": f"user-{rng.randint(1, 500)}",
+        "company_id": f"company-{rng.randint(1, 50)}",
+        "direction": "Incoming",
+        "metadata": {"note": ""},
+    }
+    missing = EVENT_BYTES - len(json.dumps(event, separators=(",", ":")))
+    words: list[str] = []
+    while missing > 0:
+        word = rng.choice(_WORDS)
+        words.append(word)
+        missing -= len(word) + 1
+    event["metadata"]["note"] = " ".join(words)[: max(0, len(" ".join(words)) + missing)]
+    return event
+
+
+def make_payloads(count: int, batch: int, seed: int) -> tuple[list[bytes], int]:
+    rng = random.Random(seed)
+    payloads = []
+    raw_bytes = 0
+    for start in range(0, count, batch):
+        events = [make_event(i, rng) for i in range(start, min(count, start + batch))]
+        body = json.dumps(events, separators=(",", ":")).encode()
+        raw_bytes += len(body)
+        payloads.append(gzip.compress(body, compresslevel=6))
+    return payloads, raw_bytes
+
+
+def start_collector(workdir: Path, pin: bool) -> tuple[subprocess.Popen[bytes], str]:
+    ready = workdir / "ready"
+    command = [sys.executable, "-m", "moesif_agent", "collector", "--port", "0"]
+    command += ["--db", str(workdir / "bench.db"), "--ready-file", str(ready)]
+    command += ["--log-level", "warning"]
+    proc = subprocess.Popen(command)
+    if pin:
+        os.sched_setaffinity(proc.pid, {1})
+        os.sched_setaffinity(0, {0})
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the collector did not start (exit code {proc.poll()})")
+        time.sleep(0.05)
+    return proc, ready.read_text().strip()
+
+
+def post_all(url: str, payloads: list[bytes], clients: int) -> float:
+    work: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    for payload in payloads:
+        work.put(payload)
+    for _ in range(clients):
+        work.put(None)
+    errors: list[str] = []
+    headers = {
+        "X-Moesif-Application-Id": "bench",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+
+    def client() -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            while (payload := work.get()) is not None:
+                response = http.post("/v1/events/batch", content=payload)
+                if response.status_code != 201:
+                    errors.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{len(errors)} batches failed, first: {errors[0]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000, help="events per run (50000)")
+    parser.add_argument("--batch", type=int, default=100, help="events per batch (100)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads (4)")
+    parser.add_argument("--runs", type=int, default=3, help="runs, each on a fresh database (3)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
+    args = parser.parse_args()
+    pin = not args.no_pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+
+    rates = []
+    for run in range(args.runs):
+        payloads, raw_bytes = make_payloads(args.events, args.batch, seed=run)
+        warmup, _ = make_payloads(10 * args.batch, args.batch, seed=1000 + run)
+        with tempfile.TemporaryDirectory(prefix="moesif-bench-") as tmp:
+            proc, url = start_collector(Path(tmp), pin)
+            try:
+                post_all(url, warmup, args.clients)
+                elapsed = post_all(url, payloads, args.clients)
+                stored = httpx.get(url + "/api/stats").json()["events"]
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        expected = args.events + 10 * args.batch
+        if stored != expected:
+            raise SystemExit(f"stored {stored} events, expected {expected}")
+        rate = args.events / elapsed
+        rates.append(rate)
+        gz_bytes = sum(len(p) for p in payloads)
+        print(
+            f"run {run + 1}: {args.events} events in {elapsed:.2f} s = {rate:,.0f} events/s "
+            f"({raw_bytes / elapsed / 1e6:.1f} MB/s JSON, {gz_bytes / elapsed / 1e6:.1f} MB/s "
+            f"gzip, {raw_bytes // args.events} B/event)"
+        )
+    print(
+        f"collector ingest: median {statistics.median(rates):,.0f} events/s over {len(rates)} "
+        f"runs (batches of {args.batch}, {args.clients} clients, pinned: {pin})"
+    )
+
+
+if __name__ == "__main__":
+    main()

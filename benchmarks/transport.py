@@ -1,0 +1,111 @@
+"""Transport benchmark: cost of ``record()`` on the calling thread, and sustained delivery.
+
+Events are ~1 KB captured exchanges (headers and small JSON bodies, as an adapter records
+them); the worker encodes, gzips and POSTs them to a loopback sink in another process.
+
+    python -m benchmarks.transport
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from moesif_agent import Agent
+from moesif_agent._capture import new_transaction_id
+from moesif_agent._exchange import HEADERS_WSGI, Body, Exchange
+
+from ._util import median, sink, table
+
+REQUEST_BODY = json.dumps({"name": "widget", "tags": ["a", "b", "c"], "note": "n" * 300}).encode()
+RESPONSE_BODY = json.dumps({"id": 12345, "name": "widget", "owner": {"id": 7}, "x": "y" * 250})
+
+
+def exchange() -> Exchange:
+    ex = Exchange()
+    ex.transaction_id = new_transaction_id()
+    ex.request_time = time.time()
+    ex.response_time = ex.request_time + 0.001
+    ex.method = "POST"
+    ex.host = "127.0.0.1:8000"
+    ex.path = "/items"
+    ex.remote_addr = "127.0.0.1"
+    ex.request_header_style = HEADERS_WSGI
+    ex.request_headers = [
+        ("HTTP_HOST", "127.0.0.1:8000"),
+        ("HTTP_USER_AGENT", "bench/1.0"),
+        ("HTTP_ACCEPT", "*/*"),
+        ("CONTENT_TYPE", "application/json"),
+        ("CONTENT_LENGTH", str(len(REQUEST_BODY))),
+    ]
+    body = Body(100_000)
+    body.add(REQUEST_BODY)
+    ex.request_body = body
+    ex.status = 201
+    ex.response_headers = [("Content-Type", "application/json"), ("Content-Length", "400")]
+    response = Body(100_000)
+    response.add(RESPONSE_BODY.encode())
+    ex.response_body = response
+    return ex
+
+
+def record_cost(url: str, calls: int = 50_000) -> tuple[float, float]:
+    """(wall µs, calling-thread CPU µs) per record() while the worker delivers."""
+    agent = Agent(application_id="bench", base_uri=url, event_queue_size=calls + 1)
+    items = [exchange() for _ in range(calls)]
+    wall = time.perf_counter()
+    cpu = time.thread_time()
+    record = agent.record
+    for item in items:
+        record(item)
+    cpu = time.thread_time() - cpu
+    wall = time.perf_counter() - wall
+    agent.flush(timeout=60)
+    agent.shutdown()
+    return wall / calls * 1e6, cpu / calls * 1e6
+
+
+def delivery_rate(url: str, count: int = 100_000) -> tuple[float, int]:
+    """Events/s from the first record() until flush() confirms delivery of all of them.
+
+    A producer thread records fresh exchanges as fast as the queue takes them (it waits when
+    the queue is nearly full, so nothing is dropped): the rate is the worker's, end to end.
+    """
+    agent = Agent(application_id="bench", base_uri=url)
+    limit = agent.options.event_queue_size - agent.options.batch_size
+    started = time.perf_counter()
+    for _ in range(count):
+        while agent._transport.pending() >= limit:
+            time.sleep(0.0005)
+        agent.record(exchange())
+    assert agent.flush(timeout=120)
+    elapsed = time.perf_counter() - started
+    stats = agent.stats()
+    agent.shutdown()
+    assert stats["sent"] == count and not stats["dropped"], stats
+    size = len(agent._encoder.encode(exchange()))
+    return count / elapsed, size
+
+
+def main() -> list[list[object]]:
+    with sink() as url:
+        record_cost(url, 5_000)  # warm-up
+        walls, cpus, rates = [], [], []
+        size = 0
+        for _ in range(3):
+            wall, cpu = record_cost(url)
+            walls.append(wall)
+            cpus.append(cpu)
+            rate, size = delivery_rate(url)
+            rates.append(rate)
+    rows: list[list[object]] = [
+        ["record() on the calling thread, wall (worker running)", f"{median(walls):.2f} µs"],
+        ["record() on the calling thread, thread CPU", f"{median(cpus):.2f} µs"],
+        [f"sustained delivery, {size} B events, gzip, loopback", f"{median(rates):,.0f} events/s"],
+    ]
+    print(table(["transport", "median of 3"], rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
