@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._client import Outcome
 from ._exchange import Exchange
+from ._guard import internal_error
 from ._options import Options
+from ._policy import DEFAULT_POLICY, Plan, Policy
 from ._transport import Channel, Counter, Transport
 from ._wire import WireEncoder
 
 logger = logging.getLogger("moesif_agent")
 
 __all__ = ["Agent"]
+
+# Paths of health checks and probes, skipped when skip_probe_paths=True (listed in the README).
+PROBE_PATHS = (
+    r"/(health|healthz|healthcheck|health-check|livez|readyz|ready|live|liveness|readiness"
+    r"|ping|status|metrics)/?",
+    r"/favicon\.ico",
+    r"/robots\.txt",
+)
 
 _shared: dict[Options, Agent] = {}
 _shared_lock = threading.Lock()
@@ -46,7 +57,16 @@ class Agent:
         )
         self._transport = Transport(self.options, [self._events])
         self.enabled = self.options.enabled
+        self.policy: Policy = DEFAULT_POLICY  # replaced whole by the worker, never mutated
         self._captured = Counter()
+        self._skipped = Counter()
+        self._sampled_out = Counter()
+        self._blocked = Counter()
+        paths = list(self.options.skip_paths)
+        if self.options.skip_probe_paths:
+            paths += [f"^{p}$" for p in PROBE_PATHS]
+        self._skip_paths = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
+        self._skip_methods = frozenset(m.upper() for m in self.options.skip_methods)
         self._dry_run_events: list[dict[str, Any]] = []
         if self.options.dry_run:
             self._transport.post_override = self._keep_in_memory
@@ -62,12 +82,46 @@ class Agent:
 
     # Request path ---------------------------------------------------------------------------
 
+    def skips(self, method: str, path: str) -> bool:
+        """Whether the declarative skip rules (skip_paths, skip_methods, skip_probe_paths)
+        exclude this request; a skipped request is passed straight to the app."""
+        if method in self._skip_methods or (
+            self._skip_paths is not None and self._skip_paths.search(path)
+        ):
+            self._skipped.increment()
+            return True
+        return False
+
+    def skipped(self) -> None:
+        """Count a request the user's ``skip`` callback excluded."""
+        self._skipped.increment()
+
+    def begin(self, ex: Exchange, identify: Callable[[], None] | None = None) -> Plan | None:
+        """Decide, before the app runs, whether this request is blocked and whether its bodies
+        are worth capturing. ``identify`` fills ``ex.user_id``/``company_id``; it is called only
+        when governance needs them now. None means: capture, call the app, add nothing."""
+        policy = self.policy
+        if policy.needs_identity and identify is not None:
+            identify()
+        plan = policy.begin(ex)
+        if plan is not None and plan.block is not None:
+            self._blocked.increment()
+        return plan
+
     def record(self, event: Exchange | Mapping[str, Any]) -> None:
-        """Queue one API call (an adapter's Exchange, or a wire-format event dict)."""
+        """Queue one API call (an adapter's Exchange, or a wire-format event dict).
+
+        Applies the collector's sampling; never blocks, never raises."""
         if not self.enabled:
             return
-        self._captured.increment()
-        self._transport.put(self._events, event)
+        try:
+            if isinstance(event, Exchange) and not self.policy.keep(event):
+                self._sampled_out.increment()
+                return
+            self._captured.increment()
+            self._transport.put(self._events, event)
+        except Exception:
+            internal_error("record")
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -82,7 +136,13 @@ class Agent:
     def stats(self) -> dict[str, Any]:
         """Counters: captured, queued, sent, dropped by reason, retries, batches, last_error."""
         stats = self._transport.stats()
-        return {"captured": self._captured.value, **stats}
+        return {
+            "captured": self._captured.value,
+            "skipped": self._skipped.value,
+            "sampled_out": self._sampled_out.value,
+            "blocked": self._blocked.value,
+            **stats,
+        }
 
     # Dry run -----------------------------------------------------------------------------------
 

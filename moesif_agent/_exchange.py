@@ -64,6 +64,7 @@ class Exchange:
         "host",
         "metadata",
         "method",
+        "notes",
         "path",
         "query",
         "remote_addr",
@@ -111,3 +112,4 @@ class Exchange:
         self.weight = 1
         self.error: str | None = None
         self.route: str | None = None
+        self.notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif

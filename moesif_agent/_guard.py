@@ -41,16 +41,22 @@ def guard(step: str, on_error: Callable[[BaseException], None] | None = None) ->
     except Exception as exc:
         if on_error is not None:
             on_error(exc)
-        log_once(
-            "internal:" + step,
-            logging.ERROR,
-            "moesif-agent: internal error in %s (the request is not affected; "
-            "this message is logged once)",
-            step,
-            exc_info=True,
-        )
-        if reraise:
-            raise
+        internal_error(step)
+
+
+def internal_error(step: str) -> None:
+    """Call from an ``except Exception`` block on the request path: logs once (with the
+    traceback) and lets the request go on; re-raises under test (see ``reraise``)."""
+    log_once(
+        "internal:" + step,
+        logging.ERROR,
+        "moesif-agent: internal error in %s (the request is not affected; "
+        "this message is logged once)",
+        step,
+        exc_info=True,
+    )
+    if reraise:
+        raise
 
 
 def callback_failed(name: str, exc: BaseException) -> None:

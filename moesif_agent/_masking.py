@@ -74,7 +74,6 @@ class KeySet:
         self.suffixes = suffixes
         self._seen: dict[str, bool] = {}  # body keys repeat: decide each one once
 
-
     def __bool__(self) -> bool:
         return bool(self.keys or self.suffixes)
 

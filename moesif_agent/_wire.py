@@ -165,7 +165,7 @@ class WireEncoder:
         if ex.query:
             uri += "?" + masker.form(ex.query, masker.query_keys)
         metadata: dict[str, Any] = dict(ex.metadata) if ex.metadata else {}
-        notes: dict[str, Any] = {}
+        notes: dict[str, Any] = dict(ex.notes) if ex.notes else {}
 
         request: dict[str, Any] = {"time": iso_time(ex.request_time), "uri": uri, "verb": ex.method}
         api_version = ex.api_version or self.options.api_version

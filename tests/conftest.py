@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from moesif_agent import Agent, _guard
+from moesif_agent import Agent, _agent, _guard
 from tests.recorder import Recorder
 
 
@@ -20,11 +21,24 @@ def _strict_guard() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("MOESIF_"):
             monkeypatch.delenv(name)
+
+
+def shutdown_shared_agents() -> None:
+    with _agent._shared_lock:
+        agents = list(_agent._shared.values())
+        _agent._shared.clear()
+    for agent in agents:
+        agent.shutdown(timeout=2)
+
+
+@pytest.fixture(autouse=True)
+def _shared_agents() -> Iterator[None]:
+    """Agents that middleware created during a test are shut down and forgotten after it."""
+    yield
+    shutdown_shared_agents()
 
 
 @pytest.fixture
@@ -49,3 +63,11 @@ def make_agent(recorder: Recorder) -> Iterator[Callable[..., Agent]]:
     yield make
     for agent in agents:
         agent.shutdown(timeout=2)
+
+
+@pytest.fixture
+def settings(recorder: Recorder) -> Iterator[dict[str, Any]]:
+    """Middleware settings pointing at the test's recorder (fast batches). The middleware's
+    shared agents are shut down before the recorder stops."""
+    yield {"application_id": "test-app", "base_uri": recorder.url, "batch_max_time": 0.05}
+    shutdown_shared_agents()

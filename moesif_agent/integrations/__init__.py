@@ -1,0 +1,1 @@
+"""Framework middleware: ``wsgi``, ``flask``, ``asgi``, ``starlette``, ``django``."""
