@@ -12,7 +12,7 @@ import base64
 import binascii
 import ipaddress
 import json
-import os
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,14 +20,16 @@ from ._exchange import HEADERS_ASGI, HEADERS_WSGI
 
 TRANSACTION_ID_HEADER = "X-Moesif-Transaction-Id"
 
-_urandom = os.urandom
+_getrandbits = random.getrandbits  # re-seeded in forked children by the random module
+_VERSION_4 = 0x4000 << 64 | 0x8000 << 48  # version nibble 4, RFC 4122 variant bits
+_KEEP = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
 
 
 def new_transaction_id() -> str:
-    """A random (version 4) UUID string, built without the ``uuid`` module's overhead."""
-    h = _urandom(16).hex()
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    """A random version 4 UUID string. Transaction ids must be unique, not secret, so the
+    non-cryptographic generator (no system call) is enough."""
+    h = f"{_getrandbits(128) & _KEEP | _VERSION_4:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def valid_transaction_id(value: str | None) -> str | None:

@@ -58,7 +58,8 @@ class Moesif:
 
 
 def _note_route() -> None:
-    exchange = request.environ.get(ENVIRON_KEY)
-    rule = request.url_rule
+    current = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    exchange = current.environ.get(ENVIRON_KEY)
+    rule = current.url_rule
     if exchange is not None and rule is not None:
         exchange.route = rule.rule

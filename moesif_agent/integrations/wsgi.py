@@ -159,7 +159,8 @@ class MoesifWSGIMiddleware:
             args += (dict(response_headers),)
         if self._identify_user is not None:
             ex.user_id = self._identify_user(*args)
-        if ex.user_id is None:
+        if ex.user_id is None and response_headers is None:
+            # Governance needs the user now; otherwise the worker reads the credentials.
             for name in self._auth_headers:
                 value = header_value(HEADERS_WSGI, ex.request_headers, name)
                 if value:

@@ -1,0 +1,56 @@
+"""Starlette and FastAPI: the pure ASGI middleware, with Starlette request/response objects
+for callbacks (as the reference moesifasgi agent passes them).
+
+::
+
+    from moesif_agent.integrations.starlette import MoesifMiddleware
+
+    app.add_middleware(MoesifMiddleware, settings={"APPLICATION_ID": "..."})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._options import Options
+from .asgi import ASGIApp, MoesifASGIMiddleware
+
+if TYPE_CHECKING:
+    from .asgi import _Cycle
+
+__all__ = ["MoesifASGIMiddleware", "MoesifMiddleware"]
+
+
+class MoesifMiddleware(MoesifASGIMiddleware):
+    """The ASGI middleware for Starlette and FastAPI apps.
+
+    Takes ``options`` (or ``settings=``, the reference agent's keyword) as an
+    :class:`~moesif_agent.Options` or a mapping; callbacks receive ``(request, response)``:
+    a Starlette ``Request`` and, once the app has answered, a ``Response`` carrying the
+    status and headers (``None`` before the app runs). The route template
+    (``/items/{item_id}``) is recorded as ``metadata.route``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        options: Options | Mapping[str, Any] | None = None,
+        *,
+        settings: Options | Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if options is not None and settings is not None:
+            raise TypeError("pass either options or settings, not both")
+        super().__init__(app, options if options is not None else settings, **overrides)
+
+    def callback_args(self, cycle: _Cycle) -> tuple[Any, Any]:
+        request = Request(cycle.scope)
+        response = None
+        if cycle.started and cycle.ex.status is not None:
+            response = Response(status_code=cycle.ex.status)
+            response.raw_headers = list(cycle.ex.response_headers)
+        return request, response
