@@ -10,11 +10,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._capture import header_dict, user_from_headers
 from ._client import Outcome
 from ._exchange import Exchange
 from ._guard import internal_error
 from ._options import Options
-from ._policy import DEFAULT_POLICY, Plan, Policy
+from ._policy import DEFAULT_POLICY, Plan, Policy, keeps
+from ._remote import RemoteConfig
 from ._transport import Channel, Counter, Transport
 from ._wire import WireEncoder
 
@@ -58,6 +60,13 @@ class Agent:
         self._transport = Transport(self.options, [self._events])
         self.enabled = self.options.enabled
         self.policy: Policy = DEFAULT_POLICY  # replaced whole by the worker, never mutated
+        self._remote = RemoteConfig(self.options, self._install_policy)
+        self._transport.on_outcome = self._remote.on_outcome
+        self._transport.periodic = self._remote.tick
+        # Requests seen per sample rate since the last kept event at that rate: a kept event's
+        # weight is the number of requests it stands for, so weights sum to the request count.
+        self._gaps: dict[float, int] = {}
+        self._gaps_lock = threading.Lock()
         self._captured = Counter()
         self._skipped = Counter()
         self._sampled_out = Counter()
@@ -96,14 +105,22 @@ class Agent:
         """Count a request the user's ``skip`` callback excluded."""
         self._skipped.increment()
 
-    def begin(self, ex: Exchange, identify: Callable[[], None] | None = None) -> Plan | None:
+    def begin(
+        self,
+        ex: Exchange,
+        identify: Callable[[], None] | None = None,
+        body: bytes | None = None,
+    ) -> Plan | None:
         """Decide, before the app runs, whether this request is blocked and whether its bodies
         are worth capturing. ``identify`` fills ``ex.user_id``/``company_id``; it is called only
-        when governance needs them now. None means: capture, call the app, add nothing."""
+        when governance needs them now. ``body`` is the request body, read ahead by the adapter
+        only when ``policy.needs_body``. None means: capture, call the app, add nothing."""
         policy = self.policy
+        if policy.trivial:
+            return None
         if policy.needs_identity and identify is not None:
             identify()
-        plan = policy.begin(ex)
+        plan = policy.begin(ex, body)
         if plan is not None and plan.block is not None:
             self._blocked.increment()
         return plan
@@ -115,13 +132,40 @@ class Agent:
         if not self.enabled:
             return
         try:
-            if isinstance(event, Exchange) and not self.policy.keep(event):
+            if isinstance(event, Exchange) and not self._sample(event):
                 self._sampled_out.increment()
                 return
             self._captured.increment()
             self._transport.put(self._events, event)
         except Exception:
             internal_error("record")
+
+    def _sample(self, ex: Exchange) -> bool:
+        """Keep or drop (deterministic per transaction id), and set the kept event's weight."""
+        policy = self.policy
+        if ex.sample_rate is None and policy.sampling.trivial:
+            return True
+        if policy.samples_users and ex.user_id is None and ex.direction == "Incoming":
+            headers = header_dict(ex.request_header_style, ex.request_headers)
+            lower = {k.lower(): v for k, v in headers.items()}
+            ex.user_id = user_from_headers(
+                lower,
+                self.options.authorization_header_name,
+                self.options.authorization_user_id_field,
+            )
+        rate = policy.sample_rate(ex)
+        if rate >= 100:
+            return True
+        keep = keeps(ex.transaction_id, rate)
+        with self._gaps_lock:
+            seen = self._gaps.get(rate, 0) + 1
+            self._gaps[rate] = 0 if keep else seen
+        if keep:
+            ex.weight = seen
+        return keep
+
+    def _install_policy(self, policy: Policy) -> None:
+        self.policy = policy
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -142,6 +186,12 @@ class Agent:
             "sampled_out": self._sampled_out.value,
             "blocked": self._blocked.value,
             **stats,
+            "config": {
+                "etag": self.policy.etag,
+                "fetches": self._remote.fetches,
+                "fetch_failures": self._remote.failures,
+                "rules_skipped": self.policy.governance.skipped,
+            },
         }
 
     # Dry run -----------------------------------------------------------------------------------

@@ -133,10 +133,13 @@ class CollectorClient:
             headers.append((b"Content-Encoding", b"gzip"))
         return self._call("POST", path, headers, payload)
 
-    def get(self, path: str, *, etag: str | None = None) -> Outcome:
+    def get(self, path: str, *, etag: str | None = None, retry: bool = True) -> Outcome:
+        """GET with ``If-None-Match`` when ``etag`` is given (a 304 outcome: unchanged)."""
         headers = list(self.headers)
         if etag:
             headers.append((b"If-None-Match", etag.encode("latin-1", "replace")))
+        if not retry:
+            return self._attempt("GET", path, headers, None, 1)[0]
         return self._call("GET", path, headers, None)
 
     # Machinery

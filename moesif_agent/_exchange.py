@@ -77,6 +77,7 @@ class Exchange:
         "response_headers",
         "response_time",
         "route",
+        "sample_rate",
         "scheme",
         "session_token",
         "status",
@@ -113,3 +114,4 @@ class Exchange:
         self.error: str | None = None
         self.route: str | None = None
         self.notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif
+        self.sample_rate: float | None = None  # decided before the app, when it could be

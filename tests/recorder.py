@@ -50,6 +50,7 @@ class Recorder:
         self.default = Answer()
         self.get_answers: dict[str, Answer] = {}
         self.config_etag: str | None = None
+        self.etag_cycle: list[str] = []  # when set, batch responses rotate through these
         self._lock = threading.Lock()
         self._release = threading.Event()
         self.arrived = threading.Condition(self._lock)
@@ -90,8 +91,13 @@ class Recorder:
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer.body)))
-                if recorder.config_etag:
-                    self.send_header("X-Moesif-Config-ETag", recorder.config_etag)
+                etag = recorder.config_etag
+                if recorder.etag_cycle and self.command == "POST":
+                    with recorder._lock:
+                        etag = recorder.etag_cycle.pop(0)
+                        recorder.etag_cycle.append(etag)
+                if etag and "X-Moesif-Config-ETag" not in answer.headers:
+                    self.send_header("X-Moesif-Config-ETag", etag)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
@@ -113,6 +119,16 @@ class Recorder:
 
     def release(self) -> None:
         self._release.set()
+
+    def serve_config(self, config: Any, rules: Any = (), etag: str = "etag-1") -> None:
+        """Answer GET /v1/config and /v1/rules with these documents under this ETag."""
+        self.config_etag = etag  # sent on every response, these included
+        self.get_answers["/v1/config"] = Answer(200, body=json.dumps(config).encode())
+        self.get_answers["/v1/rules"] = Answer(200, body=json.dumps(list(rules)).encode())
+
+    def fetches(self, path: str = "/v1/config") -> int:
+        with self._lock:
+            return sum(1 for r in self.received if r.method == "GET" and r.path == path)
 
     def __enter__(self) -> Recorder:
         return self

@@ -204,6 +204,7 @@ class _Cycle:
     """One HTTP request/response cycle: the wrapped receive/send and the event's lifecycle."""
 
     __slots__ = (
+        "body_ahead",
         "capture",
         "ex",
         "extra_headers",
@@ -225,12 +226,15 @@ class _Cycle:
         self.started = False
         self.finished = False
         self.identified = False
+        self.body_ahead: bytes | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
         middleware = self.middleware
         ex = self.ex
         plan: Plan | None = None
         try:
+            if middleware.agent.policy.needs_body:
+                receive = await self._read_ahead(receive)
             plan = await self._begin()
         except Exception:
             internal_error("governance")
@@ -273,7 +277,40 @@ class _Cycle:
         if agent.policy.needs_identity:
             await self.middleware.identify(self, before_app=True)
             self.identified = True
-        return agent.begin(self.ex)
+        return agent.begin(self.ex, None, self.body_ahead)
+
+    async def _read_ahead(self, receive: Receive) -> Receive:
+        """Read the body before the app, for governance rules with body conditions: only a
+        JSON body with a known length within max_body_size. The app gets the same messages."""
+        ex = self.ex
+        content_type = length = None
+        for name, value in ex.request_headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else None
+        if not content_type or b"json" not in content_type:
+            return receive
+        if length is None or not 0 < length <= self.middleware._max_body:
+            return receive
+        messages = []
+        chunks = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.body_ahead = b"".join(chunks)
+
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        return replay
 
     def _receive(self, receive: Receive) -> Receive:
         ex = self.ex

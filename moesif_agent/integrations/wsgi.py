@@ -8,6 +8,7 @@ the response, or when the app fails.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,8 @@ class MoesifWSGIMiddleware:
             return self.app(environ, start_response)
         identify = _Identify(self, ex, environ)
         try:
-            plan = agent.begin(ex, identify)
+            ahead = self._read_ahead(environ) if agent.policy.needs_body else None
+            plan = agent.begin(ex, identify, ahead)
         except Exception:
             internal_error("governance")
             plan = None
@@ -149,6 +151,22 @@ class MoesifWSGIMiddleware:
         ex.request_header_style = HEADERS_WSGI
         environ[ENVIRON_KEY] = ex
         return ex
+
+    def _read_ahead(self, environ: WSGIEnvironment) -> bytes | None:
+        """The request body, for governance rules with body conditions: read only when it is
+        JSON with a known length within max_body_size, and replayed to the app unchanged."""
+        if "json" not in environ.get("CONTENT_TYPE", ""):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            return None
+        stream = environ.get("wsgi.input")
+        if stream is None or not 0 < length <= self._max_body:
+            return None
+        data: bytes = stream.read(length)
+        environ["wsgi.input"] = io.BytesIO(data)
+        return data
 
     def identify(
         self, ex: Exchange, environ: WSGIEnvironment, response_headers: list[Any] | None

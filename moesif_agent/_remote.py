@@ -1,0 +1,135 @@
+"""Fetching ``/v1/config`` and ``/v1/rules`` and installing the compiled policy (worker thread).
+
+The first fetch happens on the worker once the first event woke it (never at import, never
+on a request, never delaying startup). After that: a periodic refresh
+(``config_refresh_interval``), and a refresh as soon as a batch response carries a
+``X-Moesif-Config-ETag`` other than the one in force, at most once per ``debounce`` seconds,
+so two collector instances answering with different ETags cannot cause a fetch per batch.
+A failed fetch keeps the policy in force and is retried with backoff; a malformed document
+keeps the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._capture import TrustedProxies
+from ._guard import log_once
+from ._policy import Policy
+
+if TYPE_CHECKING:
+    from ._client import CollectorClient, Outcome
+    from ._options import Options
+
+logger = logging.getLogger(__name__)
+
+_BACKOFF_FIRST = 5.0
+
+
+class RemoteConfig:
+    def __init__(self, options: Options, install: Callable[[Policy], None]) -> None:
+        self.install = install
+        self.interval = options.config_refresh_interval
+        self.debounce = 10.0
+        self.trusted = TrustedProxies(options.trusted_proxies)
+        self.enabled = not options.dry_run
+        self.etag: str | None = None  # X-Moesif-Config-ETag of the policy in force
+        self.next_fetch = 0.0  # monotonic; 0 means "on the first tick"
+        self.last_triggered = float("-inf")  # last fetch caused by an ETag change
+        self.triggered = False
+        self.failures = 0
+        self.fetches = 0
+        self.config: Any = None  # last good documents
+        self.rules: Any = None
+        self._config_etag: str | None = None  # HTTP ETags, for If-None-Match
+        self._rules_etag: str | None = None
+
+    # Worker hooks
+
+    def on_outcome(self, client: CollectorClient, outcome: Outcome) -> None:
+        """A batch response: a new config ETag brings the next fetch forward, to now unless an
+        ETag change already caused a fetch within the last ``debounce`` seconds."""
+        etag = outcome.config_etag
+        if not self.enabled or not etag or etag == self.etag or not self.fetches:
+            return  # (before the first fetch there is nothing to refresh: it is due anyway)
+        self.triggered = True
+        self.next_fetch = min(self.next_fetch, self.last_triggered + self.debounce)
+
+    def tick(self, client: CollectorClient) -> None:
+        if not self.enabled or time.monotonic() < self.next_fetch:
+            return
+        self.fetch(client)
+
+    # Fetching
+
+    def fetch(self, client: CollectorClient) -> None:
+        now = time.monotonic()
+        if self.triggered:
+            self.triggered = False
+            self.last_triggered = now
+        self.fetches += 1
+        config = client.get("/v1/config", etag=self._config_etag, retry=False)
+        rules = client.get("/v1/rules", etag=self._rules_etag, retry=False)
+        if not (config.ok or config.status == 304) or not (rules.ok or rules.status == 304):
+            self.failures += 1
+            delay = min(self.interval, _BACKOFF_FIRST * 2 ** (self.failures - 1))
+            self.next_fetch = now + delay * random.uniform(0.8, 1.2)
+            failed = config if not (config.ok or config.status == 304) else rules
+            log_once(
+                f"config-fetch:{failed.status}",
+                logging.WARNING,
+                "moesif-agent: could not fetch the collector's config/rules (%s); keeping the "
+                "current sampling and governance, retrying with backoff (logged once)",
+                failed.error,
+            )
+            return
+        self.failures = 0
+        self.next_fetch = now + self.interval * random.uniform(0.9, 1.1)
+        changed = False
+        if config.ok:
+            document = _parse(config.content, "config", dict)
+            if document is not None:
+                self.config, self._config_etag, changed = document, config.etag, True
+        if rules.ok:
+            document = _parse(rules.content, "rules", list)
+            if document is not None:
+                self.rules, self._rules_etag, changed = document, rules.etag, True
+        self.etag = config.config_etag or rules.config_etag or self.etag
+        if changed:
+            policy = Policy(self.config, self.rules, trusted=self.trusted, etag=self.etag)
+            self.install(policy)
+            logger.debug(
+                "moesif-agent: installed config/rules (etag %s, %d rules skipped)",
+                self.etag,
+                policy.governance.skipped,
+            )
+
+
+def _parse(content: bytes, what: str, kind: type) -> Any:
+    try:
+        document = json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        log_once(
+            f"config-parse:{what}:{content[:64]!r}",
+            logging.WARNING,
+            "moesif-agent: the collector's %s is not valid JSON (%s); keeping the last good one",
+            what,
+            exc,
+        )
+        return None
+    if not isinstance(document, kind):
+        log_once(
+            f"config-type:{what}:{type(document).__name__}",
+            logging.WARNING,
+            "moesif-agent: the collector's %s is a JSON %s, expected %s; keeping the last good one",
+            what,
+            type(document).__name__,
+            "an object" if kind is dict else "a list",
+        )
+        return None
+    return document
