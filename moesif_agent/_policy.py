@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import zlib
 from collections.abc import Callable, Mapping
@@ -101,14 +102,16 @@ class View:
 _UNSET: Any = object()
 
 Getter = Callable[[View], Any]
+_METHOD: Getter = operator.attrgetter("ex.method")
+_PATH: Getter = operator.attrgetter("ex.path")
 
 
 def _field(path: str) -> tuple[Getter | None, bool]:
     """(getter, needs_response) for a condition path; getter None for unknown paths."""
     if path == "request.verb":
-        return (lambda v: v.ex.method), False
+        return _METHOD, False
     if path == "request.route":
-        return (lambda v: v.ex.path), False
+        return _PATH, False
     if path in ("request.ip_address", "request.ip"):
         return View.ip, False
     if path == "response.status":
@@ -134,11 +137,13 @@ def _field(path: str) -> tuple[Getter | None, bool]:
 
 
 class Condition:
-    __slots__ = ("get", "needs_body", "needs_response", "regex")
+    __slots__ = ("get", "needs_body", "needs_response", "test")
 
-    def __init__(self, get: Getter, regex: re.Pattern[str], needs_response: bool, body: bool):
+    def __init__(
+        self, get: Getter, test: Callable[[str], Any], needs_response: bool, body: bool
+    ) -> None:
         self.get = get
-        self.regex = regex
+        self.test = test  # the compiled regex's match (governance) or search (sampling)
         self.needs_response = needs_response
         self.needs_body = body
 
@@ -146,26 +151,24 @@ class Condition:
 class ConditionGroup:
     """All conditions must match (``regex_config`` entry); an empty group never matches."""
 
-    __slots__ = ("anchored", "conditions", "needs_body", "needs_response")
+    __slots__ = ("conditions", "needs_body", "needs_response", "route")
 
-    def __init__(self, conditions: list[Condition], anchored: bool) -> None:
+    def __init__(self, conditions: list[Condition], route: str | None) -> None:
         self.conditions = conditions
-        self.anchored = anchored
+        self.route = route  # the pattern of its request.route condition, if it has one
         self.needs_response = any(c.needs_response for c in conditions)
         self.needs_body = any(c.needs_body for c in conditions)
 
     def matches(self, view: View) -> bool:
-        if not self.conditions:
-            return False
         for condition in self.conditions:
             value = condition.get(view)
-            if value is None or isinstance(value, dict | list):
+            if value.__class__ is not str:
+                if value is None or isinstance(value, dict | list):
+                    return False
+                value = json.dumps(value)  # numbers and booleans, as the JSON text
+            if condition.test(value) is None:
                 return False
-            text = value if isinstance(value, str) else json.dumps(value)
-            found = condition.regex.match(text) if self.anchored else condition.regex.search(text)
-            if found is None:
-                return False
-        return True
+        return bool(self.conditions)
 
 
 def _compile_group(raw: Any, where: str, anchored: bool) -> ConditionGroup | None:
@@ -177,6 +180,7 @@ def _compile_group(raw: Any, where: str, anchored: bool) -> ConditionGroup | Non
         _bad(where, "a regex_config entry without conditions never matches")
         return None
     conditions = []
+    route = None
     for item in raw["conditions"]:
         if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
             _bad(where, f"condition {item!r} needs a path and a value")
@@ -194,10 +198,32 @@ def _compile_group(raw: Any, where: str, anchored: bool) -> ConditionGroup | Non
         except re.error as exc:
             _bad(where, f"invalid regex {value!r} for {path} ({exc}); it never matches")
             return None
-        conditions.append(
-            Condition(getter, regex, needs_response, path.startswith("request.body."))
-        )
-    return ConditionGroup(conditions, anchored)
+        test = regex.match if anchored else regex.search
+        conditions.append(Condition(getter, test, needs_response, path.startswith("request.body.")))
+        if path == "request.route" and regex.groups == 0:
+            route = regex.pattern
+    return ConditionGroup(conditions, route)
+
+
+class RouteFilter:
+    """One regex over the route patterns of many condition groups. Most requests match none
+    of the rules; one C-level scan then rules out every group that has a route condition,
+    instead of a Python call per group."""
+
+    def __init__(self, groups: list[ConditionGroup], anchored: bool) -> None:
+        patterns = sorted({g.route for g in groups if g.route is not None})
+        self.test: Callable[[str], Any] | None = None
+        if len(patterns) < 3:
+            return
+        try:
+            combined = re.compile("|".join(f"(?:{p})" for p in patterns))
+        except re.error:  # e.g. inline flags that are only valid at a pattern's start
+            return
+        self.test = combined.match if anchored else combined.search
+
+    def excludes(self, path: str) -> bool:
+        """True when no group with a route condition can match this path."""
+        return self.test is not None and self.test(path) is None
 
 
 def _bad(where: str, why: str) -> None:
@@ -257,10 +283,16 @@ class Sampling:
             self.regex.append((group if rate is not None else None, rate or 0.0))
         self.trivial = self.default >= 100 and not (self.regex or self.users or self.companies)
         self.needs_identity = bool(self.users or self.companies)
+        self.filter = RouteFilter([g for g, _ in self.regex if g is not None], anchored=False)
+
+    def _candidates(self, view: View) -> list[tuple[ConditionGroup | None, float]]:
+        if self.filter.excludes(view.ex.path):
+            return [(g, r) for g, r in self.regex if g is not None and g.route is None]
+        return self.regex
 
     def early_rate(self, view: View) -> float | None:
         """The rate when it can be known before the app runs, else None."""
-        for group, rate in self.regex:
+        for group, rate in self._candidates(view):
             if group is None:
                 continue
             if group.needs_response:
@@ -272,7 +304,7 @@ class Sampling:
         return self.default
 
     def rate(self, view: View, user_id: str | None, company_id: str | None) -> float:
-        for group, rate in self.regex:
+        for group, rate in self._candidates(view):
             if group is not None and group.matches(view):
                 return rate
         if user_id is not None and user_id in self.users:
@@ -290,6 +322,7 @@ class Rule:
         "block",
         "body",
         "body_template",
+        "filtered",
         "groups",
         "headers",
         "id",
@@ -320,6 +353,8 @@ class Rule:
             if group is None:
                 raise ValueError(f"regex_config[{index}] cannot be evaluated")
             self.groups.append(group)
+        # Every group needs a route match: a RouteFilter miss rules this rule out.
+        self.filtered = bool(self.groups) and all(g.route is not None for g in self.groups)
         response = raw.get("response") or {}
         if not isinstance(response, Mapping):
             raise ValueError("response must be an object")
@@ -350,7 +385,10 @@ class Rule:
 
     def matches(self, view: View) -> bool:
         """No regex_config means every request; otherwise any one group (OR of ANDs)."""
-        return not self.groups or any(group.matches(view) for group in self.groups)
+        for group in self.groups:
+            if group.matches(view):
+                return True
+        return not self.groups
 
     def response(self, values: Mapping[str, Any]) -> tuple[list[tuple[str, str]], bytes]:
         headers = [(k, _substitute(v, values)) for k, v in self.headers]
@@ -449,13 +487,47 @@ class Governance:
             else:
                 self.by_kind[rule.kind][rule.id] = rule
         self.cohorts = {
-            "user": _entries(config.get("user_rules"), "config user_rules"),
-            "company": _entries(config.get("company_rules"), "config company_rules"),
+            kind: self._known(kind, _entries(config.get(f"{kind}_rules"), f"config {kind}_rules"))
+            for kind in ("user", "company")
+        }
+        self.not_matching = {
+            kind: [r for r in rules.values() if r.not_matching]
+            for kind, rules in self.by_kind.items()
+        }
+        self.unidentified = {
+            kind: [r for r in rules.values() if r.unidentified]
+            for kind, rules in self.by_kind.items()
         }
         every = [*self.regex, *self.by_kind["user"].values(), *self.by_kind["company"].values()]
+        self.filter = RouteFilter(
+            [group for rule in every if rule.filtered for group in rule.groups], anchored=True
+        )
         self.empty = not every
         self.needs_identity = bool(self.by_kind["user"] or self.by_kind["company"])
         self.needs_body = any(rule.needs_body for rule in every)
+
+    def _known(
+        self, kind: str, cohorts: dict[str, list[tuple[str, Mapping[str, Any]]]]
+    ) -> dict[str, list[tuple[Rule, Mapping[str, Any]]]]:
+        """Cohort entries with their rules resolved; entries for unknown rules are dropped."""
+        rules = self.by_kind[kind]
+        known: dict[str, list[tuple[Rule, Mapping[str, Any]]]] = {}
+        unknown = []
+        for entity, entries in cohorts.items():
+            resolved = []
+            for rule_id, values in entries:
+                rule = rules.get(rule_id)
+                if rule is None:
+                    unknown.append(f"{entity!r} -> {rule_id!r}")
+                else:
+                    resolved.append((rule, values))
+            known[entity] = resolved
+        if unknown:
+            _bad(
+                f"config {kind}_rules",
+                f"{len(unknown)} entries name no {kind} rule of /v1/rules (first: {unknown[0]})",
+            )
+        return known
 
     def evaluate(self, view: View, user_id: str | None, company_id: str | None) -> Plan | None:
         headers: dict[str, tuple[str, str]] = {}
@@ -471,29 +543,27 @@ class Governance:
                 block = Block(rule.status, [], body, rule.id)
                 block_content_type = next(v for k, v in rule_headers if k.lower() == "content-type")
 
+        # When no route pattern matches, rules that need one are skipped without evaluation.
+        out = self.filter.excludes(view.ex.path)
         for rule in self.regex:
-            if rule.matches(view):
+            if not (out and rule.filtered) and rule.matches(view):
                 apply(rule, {})
         for kind, entity in (("company", company_id), ("user", user_id)):
-            rules = self.by_kind[kind]
-            if not rules:
+            if not self.by_kind[kind]:
                 continue
             if entity is None:
-                for rule in rules.values():
-                    if rule.unidentified and rule.matches(view):
+                for rule in self.unidentified[kind]:
+                    if not (out and rule.filtered) and rule.matches(view):
                         apply(rule, {})
                 continue
-            in_cohort = set()
-            for rule_id, values in self.cohorts[kind].get(entity, ()):
-                in_cohort.add(rule_id)
-                cohort_rule = rules.get(rule_id)
-                if cohort_rule is None:
-                    _bad(f"config {kind}_rules[{entity!r}]", f"refers to unknown rule {rule_id!r}")
+            entries = self.cohorts[kind].get(entity, ())
+            for rule, values in entries:
+                if not rule.not_matching and not (out and rule.filtered) and rule.matches(view):
+                    apply(rule, values)
+            for rule in self.not_matching[kind]:
+                if out and rule.filtered:
                     continue
-                if not cohort_rule.not_matching and cohort_rule.matches(view):
-                    apply(cohort_rule, values)
-            for rule in rules.values():
-                if rule.not_matching and rule.id not in in_cohort and rule.matches(view):
+                if rule.matches(view) and not any(rule is r for r, _ in entries):
                     apply(rule, {})
         if block is None and not headers:
             return None

@@ -448,3 +448,37 @@ def test_string_bodies_are_sent_as_text() -> None:
     plan = govern([rule])
     assert plan.block.body == b"down for UNKNOWN"
     assert dict(plan.block.headers)["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_the_route_prefilter_never_changes_a_decision() -> None:
+    rules = [regex_rule(f"r{n}", "request.route", f"^/r{n}/") for n in range(10)]
+    rules.append(regex_rule("verb", "request.verb", "^PATCH$"))
+    rules.append(
+        {
+            **regex_rule("user", "request.route", "^/u/"),
+            "type": "user",
+            "applied_to": "not_matching",
+        }
+    )
+    config = {
+        "regex_config": [
+            {"conditions": [{"path": "request.route", "value": f"/s{n}/"}], "sample_rate": n}
+            for n in range(10)
+        ]
+    }
+    filtered = Policy(config, rules, trusted=TRUSTED)
+    plain = Policy(config, rules, trusted=TRUSTED)
+    plain.governance.filter.test = None
+    plain.sampling.filter.test = None
+    assert filtered.governance.filter.test is not None
+    for path in ["/r3/x", "/r9/", "/x/r1/", "/u/1", "/s4/a", "/a/s7/b", "/none", "/"]:
+        for method in ("GET", "PATCH"):
+            a, b = (
+                exchange(path=path, method=method, user="x"),
+                exchange(path=path, method=method, user="x"),
+            )
+            plan_a, plan_b = filtered.begin(a), plain.begin(b)
+            assert (plan_a and plan_a.block and plan_a.block.rule_id) == (
+                plan_b and plan_b.block and plan_b.block.rule_id
+            ), path
+            assert filtered.sample_rate(a) == plain.sample_rate(b), path
