@@ -7,14 +7,16 @@ ignore ``-`` and ``_`` (``cardNumber``, ``card_number`` and ``card-number`` are 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 if TYPE_CHECKING:
     from ._options import Options
 
 MASK = "[REDACTED]"
+_CONTAINERS = (dict, list)
 
 # Redacted unless default_masks=False (the README lists them).
 DEFAULT_HEADER_MASKS = (
@@ -81,11 +83,13 @@ class KeySet:
         if not isinstance(key, str):
             return False
         known = self._seen.get(key)
-        if known is None:
-            norm = normalize_key(key)
-            known = norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
-            if len(self._seen) < 10_000:
-                self._seen[key] = known
+        return self.decide(key) if known is None else known
+
+    def decide(self, key: str) -> bool:
+        norm = normalize_key(key)
+        known = norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
+        if len(self._seen) < 10_000:
+            self._seen[key] = known
         return known
 
 
@@ -127,19 +131,53 @@ class Masker:
         if not keys:
             return False
         changed = False
+        seen = keys._seen
+        decide = keys.decide
         stack = [value]
+        pop, push = stack.pop, stack.append
         while stack:
-            node = stack.pop()
-            if isinstance(node, dict):
+            node = pop()
+            if node.__class__ is dict:
                 for key, item in node.items():
-                    if key in keys:
+                    hit = seen.get(key)
+                    if hit is None:
+                        hit = decide(key)
+                    if hit:
                         node[key] = MASK
                         changed = True
-                    elif isinstance(item, dict | list):
-                        stack.append(item)
-            elif isinstance(node, list):
-                stack.extend(item for item in node if isinstance(item, dict | list))
+                    elif item.__class__ in _CONTAINERS:
+                        push(item)
+            else:
+                for item in node:
+                    if item.__class__ in _CONTAINERS:
+                        push(item)
         return changed
+
+    def scrub(self, raw: bytes, keys: KeySet) -> bytes:
+        """Mask the values of ``keys`` in text that cannot be parsed (a truncated JSON or form
+        body), pair by pair. Values nested inside a masked key's object are scrubbed by their
+        own keys only."""
+        if not keys or not raw:
+            return raw
+
+        def json_pair(match: re.Match[bytes]) -> bytes:
+            key = match.group(1).decode("utf-8", "replace")
+            if "\\" in key:  # escapes such as \u0077 spell ordinary letters
+                try:
+                    key = json.loads(f'"{key}"')
+                except ValueError:
+                    pass
+            if key not in keys:
+                return match.group(0)
+            return b'"' + match.group(1) + b'"' + match.group(2) + _MASK_JSON
+
+        def form_pair(match: re.Match[bytes]) -> bytes:
+            key = unquote_plus(match.group(2).decode("latin-1"))
+            if key not in keys:
+                return match.group(0)
+            return match.group(1) + match.group(2) + b"=" + MASK.encode()
+
+        return _FORM_PAIR.sub(form_pair, _JSON_PAIR.sub(json_pair, raw))
 
     def form(self, body: str, keys: KeySet) -> str:
         """Mask an ``application/x-www-form-urlencoded`` body (or a query string)."""
@@ -149,6 +187,13 @@ class Masker:
         if not any(key in keys for key, _ in pairs):
             return body
         return urlencode([(k, MASK if k in keys else v) for k, v in pairs], safe="[]")
+
+
+# "key": value pairs in JSON text, and key=value pairs in form text, as far as they go in a
+# body that was cut short (the value may be unterminated).
+_JSON_PAIR = re.compile(rb'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,{}\[\]\s]*)')
+_FORM_PAIR = re.compile(rb"(^|[&;?])([^=&;]{1,256})=([^&;]*)")
+_MASK_JSON = b'"' + MASK.encode() + b'"'
 
 
 def _mask_header(name: str, value: str) -> str:

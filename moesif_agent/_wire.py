@@ -245,6 +245,8 @@ class WireEncoder:
                 "size": body.size,
                 "captured": len(raw),
             }
+            # A cut body cannot be parsed: masked keys are scrubbed from the text instead.
+            raw = self.masker.scrub(raw, keys)
             target["body"] = base64.b64encode(raw).decode("ascii")
             target["transfer_encoding"] = "base64"
             return
