@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import _entities as entities
 from ._capture import header_dict, user_from_headers
-from ._client import Outcome
+from ._client import CollectorClient, Outcome
 from ._exchange import Exchange
 from ._guard import internal_error
 from ._options import Options
@@ -30,6 +33,17 @@ PROBE_PATHS = (
     r"|ping|status|metrics)/?",
     r"/favicon\.ico",
     r"/robots\.txt",
+)
+
+_ENTITY_METHODS = (
+    "update_user",
+    "update_users_batch",
+    "update_company",
+    "update_companies_batch",
+    "update_subscription",
+    "update_subscriptions_batch",
+    "track_action",
+    "track_actions_batch",
 )
 
 _shared: dict[Options, Agent] = {}
@@ -57,7 +71,11 @@ class Agent:
         self._events = Channel(
             "events", "/v1/events/batch", self.options.event_queue_size, self._encoder.encode
         )
-        self._transport = Transport(self.options, [self._events])
+        self._entities = {
+            name: Channel(name, kind.path, self.options.event_queue_size, entities.encode)
+            for name, kind in entities.KINDS.items()
+        }
+        self._transport = Transport(self.options, [self._events, *self._entities.values()])
         self.enabled = self.options.enabled
         self.policy: Policy = DEFAULT_POLICY  # replaced whole by the worker, never mutated
         self._remote = RemoteConfig(self.options, self._install_policy)
@@ -76,7 +94,7 @@ class Agent:
             paths += [f"^{p}$" for p in PROBE_PATHS]
         self._skip_paths = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
         self._skip_methods = frozenset(m.upper() for m in self.options.skip_methods)
-        self._dry_run_events: list[dict[str, Any]] = []
+        self._dry_run: dict[str, list[dict[str, Any]]] = {}
         if self.options.dry_run:
             self._transport.post_override = self._keep_in_memory
 
@@ -201,11 +219,99 @@ class Agent:
         """With ``dry_run=True``: the events that would have been sent (masked), oldest first.
 
         Call ``flush()`` first so that everything recorded has been processed."""
-        return list(self._dry_run_events)
+        return list(self._dry_run.get("/v1/events/batch", []))
+
+    def dry_run_items(self, kind: str) -> list[dict[str, Any]]:
+        """With ``dry_run=True``: the users, companies, subscriptions or actions kept."""
+        return list(self._dry_run.get(entities.KINDS[kind].path, []))
 
     def _keep_in_memory(self, path: str, payload: bytes) -> Outcome:
-        self._dry_run_events.extend(json.loads(payload))
+        self._dry_run.setdefault(path, []).extend(json.loads(payload))
         return Outcome(201)
+
+    # Users, companies, subscriptions, actions ----------------------------------------------------
+
+    def update_user(self, user: Mapping[str, Any], *, sync: bool = False) -> Outcome | None:
+        """Create or update a user profile (``user_id`` required; ``metadata`` is merged).
+
+        Queued and sent in a batch by the worker (returns None at once); with ``sync=True``
+        it is sent now and the collector's answer returned. Invalid input raises here."""
+        return self._entity("users", [user], "update_user", sync, single=True)
+
+    def update_users_batch(
+        self, users: Iterable[Mapping[str, Any]], *, sync: bool = False
+    ) -> Outcome | None:
+        return self._entity("users", users, "update_users_batch", sync)
+
+    def update_company(self, company: Mapping[str, Any], *, sync: bool = False) -> Outcome | None:
+        """Create or update a company profile (``company_id`` required)."""
+        return self._entity("companies", [company], "update_company", sync, single=True)
+
+    def update_companies_batch(
+        self, companies: Iterable[Mapping[str, Any]], *, sync: bool = False
+    ) -> Outcome | None:
+        return self._entity("companies", companies, "update_companies_batch", sync)
+
+    def update_subscription(
+        self, subscription: Mapping[str, Any], *, sync: bool = False
+    ) -> Outcome | None:
+        """Create or update a subscription (``subscription_id`` and ``company_id`` required)."""
+        return self._entity(
+            "subscriptions", [subscription], "update_subscription", sync, single=True
+        )
+
+    def update_subscriptions_batch(
+        self, subscriptions: Iterable[Mapping[str, Any]], *, sync: bool = False
+    ) -> Outcome | None:
+        return self._entity("subscriptions", subscriptions, "update_subscriptions_batch", sync)
+
+    def track_action(self, action: Mapping[str, Any], *, sync: bool = False) -> Outcome | None:
+        """Record a user action (``action_name`` and ``request.uri`` required)."""
+        return self._entity("actions", [action], "track_action", sync, single=True)
+
+    def track_actions_batch(
+        self, actions: Iterable[Mapping[str, Any]], *, sync: bool = False
+    ) -> Outcome | None:
+        return self._entity("actions", actions, "track_actions_batch", sync)
+
+    async def send_async(self, method: str, items: Any) -> Outcome | None:
+        """Call one of the methods above with ``sync=True`` without blocking the event loop::
+
+        outcome = await agent.send_async("update_user", {"user_id": "u1"})
+        """
+        if method not in _ENTITY_METHODS:
+            raise ValueError(f"send_async: method must be one of {', '.join(_ENTITY_METHODS)}")
+        bound = getattr(self, method)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(bound, items, sync=True)
+        )
+
+    def _entity(
+        self, name: str, items: Any, method: str, sync: bool, single: bool = False
+    ) -> Outcome | None:
+        kind = entities.KINDS[name]
+        if single:
+            validated = [entities.validate(kind, items[0], method)]
+        else:
+            validated = entities.validate_many(kind, items, method)
+        if not self.enabled or not validated:
+            return None
+        if sync:
+            return self._send_now(kind, validated)
+        channel = self._entities[name]
+        for item in validated:
+            self._transport.put(channel, item)
+        return None
+
+    def _send_now(self, kind: entities.Kind, items: list[dict[str, Any]]) -> Outcome:
+        payload = b"[" + b",".join(entities.encode(item) for item in items) + b"]"
+        if self.options.dry_run:
+            return self._keep_in_memory(kind.path, payload)
+        client = CollectorClient(self.options)
+        try:
+            return client.post_json(kind.path, payload)
+        finally:
+            client.close()
 
 
 _debug_handler: logging.Handler | None = None
