@@ -85,6 +85,10 @@ class Agent:
         # weight is the number of requests it stands for, so weights sum to the request count.
         self._gaps: dict[float, int] = {}
         self._gaps_lock = threading.Lock()
+        if self.options.capture_outgoing and self.enabled:
+            from . import _outgoing
+
+            _outgoing.install(self)
         self._captured = Counter()
         self._skipped = Counter()
         self._sampled_out = Counter()

@@ -37,9 +37,10 @@ def _check(name: str, value: Any) -> Any:
     """Normalise what a callback returned; a wrong type is reported once and ignored."""
     if value is None:
         return None
-    if name == "skip":
+    kind = name.removesuffix("_outgoing")
+    if kind == "skip":
         return bool(value)
-    if name == "get_metadata":
+    if kind == "get_metadata":
         if isinstance(value, dict):
             return value
         log_once(

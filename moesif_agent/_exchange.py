@@ -59,6 +59,7 @@ class Exchange:
         "api_version",
         "blocked_by",
         "company_id",
+        "decoded",
         "direction",
         "error",
         "host",
@@ -115,3 +116,4 @@ class Exchange:
         self.route: str | None = None
         self.notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif
         self.sample_rate: float | None = None  # decided before the app, when it could be
+        self.decoded = False  # response body already content-decoded despite Content-Encoding

@@ -128,7 +128,7 @@ class Masker:
         """Mask, in place, every value whose key is in ``keys``, at any depth, lists included.
 
         Returns whether anything was masked."""
-        if not keys:
+        if not keys or value.__class__ not in _CONTAINERS:
             return False
         changed = False
         seen = keys._seen

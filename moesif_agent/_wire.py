@@ -192,7 +192,13 @@ class WireEncoder:
                     if name[:8].lower() == "content-"
                 }
                 self._body(
-                    response, ex.response_body, content, masker.response_keys, notes, "response"
+                    response,
+                    ex.response_body,
+                    content,
+                    masker.response_keys,
+                    notes,
+                    "response",
+                    decoded=ex.decoded,
                 )
             response["headers"] = masker.headers(response_headers, masker.response_headers)
             event["response"] = response
@@ -226,6 +232,7 @@ class WireEncoder:
         keys: KeySet,
         notes: dict[str, Any],
         which: str,
+        decoded: bool = False,
     ) -> None:
         """Set ``body``/``transfer_encoding``; ``lower`` holds the lower-cased headers."""
         if not body.size:
@@ -233,12 +240,12 @@ class WireEncoder:
         raw = body.value()
         truncated = body.truncated
         encoding = lower.get("content-encoding", "").strip().lower()
-        if encoding and encoding != "identity" and not truncated:
-            decoded = _decompress(raw, encoding, self.max_body)
-            if decoded is None:
+        if encoding and encoding != "identity" and not truncated and not decoded:
+            inflated = _decompress(raw, encoding, self.max_body)
+            if inflated is None:
                 truncated = True  # compressed beyond the cap: keep what we have, say so
             else:
-                raw = decoded
+                raw = inflated
         if truncated:
             notes[which + "_body"] = {
                 "truncated": True,

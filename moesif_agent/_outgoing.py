@@ -1,0 +1,352 @@
+"""Outgoing API calls made with httpx (sync and async clients) and requests, opt-in with
+``capture_outgoing=True`` (runs on the caller's thread or event loop).
+
+``httpx.Client.send``, ``httpx.AsyncClient.send`` and ``requests.Session.send`` are wrapped
+once per process. The original call is made exactly once, with the caller's arguments, and its
+outcome (response or exception) is what the caller gets: capture failures are swallowed.
+Streamed responses are teed as the caller reads them, never read ahead. The agent's own
+uploads never pass through these methods (they use httpx's transport directly), and calls to
+the collector's address are skipped as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._callbacks import wrap
+from ._capture import new_transaction_id
+from ._exchange import HEADERS_PAIRS, Body, Exchange
+from ._guard import internal_error
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_agent_ref: weakref.ReferenceType[Agent] | None = None
+_config: _Config | None = None
+_patched: dict[str, tuple[Any, str, Any]] = {}  # what was replaced, to restore it
+
+
+class _Config:
+    """The capturing agent's outgoing options, wrapped once."""
+
+    def __init__(self, agent: Agent) -> None:
+        o = agent.options
+        self.collector = urlsplit(o.base_uri).netloc
+        self.log_body = o.log_body_outgoing
+        self.max_body = o.max_body_size
+        self.skip = wrap("skip_outgoing", o.skip_outgoing)
+        self.identify_user = wrap("identify_user_outgoing", o.identify_user_outgoing)
+        self.identify_company = wrap("identify_company_outgoing", o.identify_company_outgoing)
+        self.get_session_token = wrap("get_session_token_outgoing", o.get_session_token_outgoing)
+        self.get_metadata = wrap("get_metadata_outgoing", o.get_metadata_outgoing)
+
+
+def install(agent: Agent) -> None:
+    """Capture outgoing calls into ``agent`` (the latest agent installed wins)."""
+    global _agent_ref, _config
+    with _lock:
+        _agent_ref = weakref.ref(agent)
+        _config = _Config(agent)
+        _patch_httpx()
+        _patch_requests()
+
+
+def uninstall() -> None:
+    """Restore the original methods (for tests and for shutting capture off)."""
+    global _agent_ref, _config
+    with _lock:
+        for owner, name, original in _patched.values():
+            setattr(owner, name, original)
+        _patched.clear()
+        _agent_ref = None
+        _config = None
+
+
+def _current() -> tuple[Agent, _Config] | None:
+    agent = _agent_ref() if _agent_ref is not None else None
+    config = _config
+    if agent is None or config is None or not agent.enabled:
+        return None
+    return agent, config
+
+
+class _Call:
+    """One outgoing call being captured."""
+
+    __slots__ = ("agent", "config", "done", "ex", "request")
+
+    def __init__(self, agent: Agent, config: _Config, ex: Exchange, request: Any) -> None:
+        self.agent = agent
+        self.config = config
+        self.ex = ex
+        self.request = request
+        self.done = False
+
+    def finish(self, response: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            ex, config = self.ex, self.config
+            if ex.response_time is None:
+                ex.response_time = time.time()
+            if config.skip is not None and config.skip(self.request, response):
+                self.agent.skipped()
+                return
+            if config.identify_user is not None:
+                ex.user_id = config.identify_user(self.request, response)
+            if config.identify_company is not None:
+                ex.company_id = config.identify_company(self.request, response)
+            if config.get_session_token is not None:
+                ex.session_token = config.get_session_token(self.request, response)
+            if config.get_metadata is not None:
+                ex.metadata = config.get_metadata(self.request, response)
+        except Exception:
+            internal_error("outgoing capture")
+        self.agent.record(self.ex)
+
+    def failed(self, exc: BaseException) -> None:
+        self.ex.error = type(exc).__name__
+        self.finish(None)
+
+
+def _start(method: str, url: str, headers: list[tuple[str, str]], body: Any) -> _Call | None:
+    current = _current()
+    if current is None:
+        return None
+    agent, config = current
+    parts = urlsplit(url)
+    if parts.netloc == config.collector:
+        return None
+    ex = Exchange()
+    ex.direction = "Outgoing"
+    ex.transaction_id = new_transaction_id()
+    ex.request_time = time.time()
+    ex.method = method
+    ex.scheme = parts.scheme or "http"
+    ex.host = parts.netloc
+    ex.path = parts.path or "/"
+    ex.query = parts.query
+    ex.request_header_style = HEADERS_PAIRS
+    ex.request_headers = headers
+    if config.log_body:
+        captured = Body(config.max_body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if isinstance(body, bytes | bytearray):
+            captured.add(bytes(body))
+        ex.request_body = captured
+        ex.response_body = Body(config.max_body)
+    return _Call(agent, config, ex, None)
+
+
+def _set_response(call: _Call, status: int, headers: list[tuple[str, str]]) -> None:
+    call.ex.status = status
+    call.ex.response_header_style = HEADERS_PAIRS
+    call.ex.response_headers = headers
+    call.ex.decoded = True
+
+
+def _add(call: _Call, chunk: bytes) -> None:
+    body = call.ex.response_body
+    if body is not None and chunk:
+        body.add(chunk)
+
+
+# httpx -----------------------------------------------------------------------------------------
+
+
+def _patch_httpx() -> None:
+    if "httpx.Client" in _patched:
+        return
+
+    original_send = httpx.Client.send
+    original_async_send = httpx.AsyncClient.send
+
+    @functools.wraps(original_send)
+    def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        call = _httpx_start(request)
+        try:
+            response = original_send(self, request, **kwargs)
+        except BaseException as exc:
+            if call is not None:
+                call.failed(exc)
+            raise
+        if call is not None:
+            _httpx_response(call, response, asynchronous=False)
+        return response
+
+    @functools.wraps(original_async_send)
+    async def async_send(
+        self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
+    ) -> httpx.Response:
+        call = _httpx_start(request)
+        try:
+            response = await original_async_send(self, request, **kwargs)
+        except BaseException as exc:
+            if call is not None:
+                call.failed(exc)
+            raise
+        if call is not None:
+            _httpx_response(call, response, asynchronous=True)
+        return response
+
+    _patched["httpx.Client"] = (httpx.Client, "send", original_send)
+    _patched["httpx.AsyncClient"] = (httpx.AsyncClient, "send", original_async_send)
+    httpx.Client.send = send  # type: ignore[method-assign]
+    httpx.AsyncClient.send = async_send  # type: ignore[method-assign]
+
+
+def _httpx_start(request: Any) -> _Call | None:
+    try:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        try:
+            body = request.content
+        except Exception:  # a streaming request body: not read, not captured
+            body = None
+        call = _start(request.method, str(request.url), headers, body)
+        if call is not None:
+            call.request = request
+        return call
+    except Exception:
+        internal_error("outgoing capture (httpx request)")
+        return None
+
+
+def _httpx_response(call: _Call, response: Any, *, asynchronous: bool) -> None:
+    try:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
+        _set_response(call, response.status_code, headers)
+        if hasattr(response, "_content"):  # already read (stream=False): decoded content
+            _add(call, response.content)
+            call.finish(response)
+            return
+        # Streamed: tee the decoded content as the caller reads it, finish when it closes.
+        call.ex.decoded = False  # the raw stream is what we see: still content-encoded
+        tee = _AsyncTee if asynchronous else _SyncTee
+        response.stream = tee(response.stream, call, response)
+    except Exception:
+        internal_error("outgoing capture (httpx response)")
+        call.finish(response)
+
+
+class _SyncTee(httpx.SyncByteStream):
+    def __init__(self, inner: Any, call: _Call, response: Any) -> None:
+        self.inner = inner
+        self.call = call
+        self.response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            _add(self.call, chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            self.call.finish(self.response)
+
+
+class _AsyncTee(httpx.AsyncByteStream):
+    def __init__(self, inner: Any, call: _Call, response: Any) -> None:
+        self.inner = inner
+        self.call = call
+        self.response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            _add(self.call, chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            self.call.finish(self.response)
+
+
+# requests --------------------------------------------------------------------------------------
+
+
+def _patch_requests() -> None:
+    try:
+        import requests
+    except ImportError:
+        return
+    if "requests.Session" in _patched:
+        return
+    original_send = requests.Session.send
+
+    @functools.wraps(original_send)
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        call = _requests_start(request)
+        try:
+            response = original_send(self, request, **kwargs)
+        except BaseException as exc:
+            if call is not None:
+                call.failed(exc)
+            raise
+        if call is not None:
+            _requests_response(call, response, streamed=bool(kwargs.get("stream")))
+        return response
+
+    _patched["requests.Session"] = (requests.Session, "send", original_send)
+    requests.Session.send = send  # type: ignore[method-assign]
+
+
+def _requests_start(request: Any) -> _Call | None:
+    try:
+        headers = [(str(k), str(v)) for k, v in request.headers.items()]
+        call = _start(request.method or "GET", request.url, headers, request.body)
+        if call is not None:
+            call.request = request
+        return call
+    except Exception:
+        internal_error("outgoing capture (requests request)")
+        return None
+
+
+def _requests_response(call: _Call, response: Any, *, streamed: bool) -> None:
+    try:
+        headers = [(str(k), str(v)) for k, v in response.headers.items()]
+        _set_response(call, response.status_code, headers)
+        if not streamed:
+            _add(call, response.content)
+            call.finish(response)
+            return
+        # Streamed: tee iter_content (which .content, .text and iter_lines use) and finish
+        # when it is exhausted or the response is closed.
+        original_iter = response.iter_content
+        original_close = response.close
+
+        def iter_content(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for chunk in original_iter(*args, **kwargs):
+                if isinstance(chunk, bytes):
+                    _add(call, chunk)
+                yield chunk
+            call.finish(response)
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                call.finish(response)
+
+        response.iter_content = iter_content
+        response.close = close
+    except Exception:
+        internal_error("outgoing capture (requests response)")
+        call.finish(response)
