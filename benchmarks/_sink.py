@@ -14,15 +14,17 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            rules = head.startswith(b"GET /v1/rules")
             length = 0
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             if length:
                 await reader.readexactly(length)
+            body = b"[]" if rules else b"{}"
             writer.write(
                 b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 2\r\n\r\n{}"
+                b"Content-Length: 2\r\n\r\n" + body
             )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):

@@ -117,7 +117,8 @@ def _parse(content: bytes, what: str, kind: type) -> Any:
         log_once(
             f"config-parse:{what}:{content[:64]!r}",
             logging.WARNING,
-            "moesif-agent: the collector's %s is not valid JSON (%s); keeping the last good one",
+            "moesif-agent: the collector's /v1/%s answer is not valid JSON (%s); "
+            "keeping the last good one",
             what,
             exc,
         )
@@ -126,7 +127,8 @@ def _parse(content: bytes, what: str, kind: type) -> Any:
         log_once(
             f"config-type:{what}:{type(document).__name__}",
             logging.WARNING,
-            "moesif-agent: the collector's %s is a JSON %s, expected %s; keeping the last good one",
+            "moesif-agent: the collector's /v1/%s answer is a JSON %s, expected %s; "
+            "keeping the last good one",
             what,
             type(document).__name__,
             "an object" if kind is dict else "a list",
