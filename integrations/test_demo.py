@@ -25,8 +25,10 @@ def test_demo_runs_and_its_summary_matches_the_collector() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["consistent"] is True
-    assert summary["events_stored"] == summary["events_expected"] == (
-        summary["requests_sent"] - summary["sampled_out"]
+    assert (
+        summary["events_stored"]
+        == summary["events_expected"]
+        == (summary["requests_sent"] - summary["sampled_out"])
     )
     assert summary["blocked"] == summary["blocked_stored"] >= 6
     assert summary["events_per_route"]["POST /items"] == 6
