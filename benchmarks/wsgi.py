@@ -1,6 +1,6 @@
 """Flask in-process: bare example app vs the same app with the agent, same run.
 
-    python -m benchmarks.wsgi
+Run with ``python -m benchmarks.wsgi``.
 """
 
 from __future__ import annotations
