@@ -102,6 +102,23 @@ def header_dict(style: int, raw: Sequence[Any]) -> dict[str, str]:
     return result
 
 
+_lower_cache: dict[str, str] = {}
+
+
+def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The same map with lower-case names (names repeat from request to request: cached)."""
+    cache = _lower_cache
+    result = {}
+    for name, value in headers.items():
+        low = cache.get(name)
+        if low is None:
+            low = name.lower()
+            if len(cache) < _NAME_CACHE_MAX:
+                cache[name] = low
+        result[low] = value
+    return result
+
+
 def header_value(style: int, raw: Iterable[Any], name: str) -> str | None:
     """The first value of one header (``name`` lower case), without building a dict."""
     if style == HEADERS_WSGI:
@@ -183,11 +200,14 @@ _SINGLE_IP_HEADERS = (
 )
 
 
+_FORWARDING = frozenset(("forwarded", "x-forwarded-for", *_SINGLE_IP_HEADERS))
+
+
 def client_ip(peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies) -> str | None:
     """The client's address: the peer itself unless the peer is a trusted proxy, in which case
     the forwarding headers (``lower``: names in lower case) are read right to left, skipping
     further trusted hops."""
-    if not peer or peer not in trusted:
+    if not peer or lower.keys().isdisjoint(_FORWARDING) or peer not in trusted:
         return peer
     chain: list[str] = []
     forwarded = lower.get("forwarded")
@@ -214,11 +234,14 @@ def client_ip(peer: str | None, lower: Mapping[str, str], trusted: TrustedProxie
     return peer
 
 
+_ORIGIN_HEADERS = frozenset(("forwarded", "x-forwarded-proto", "x-forwarded-host"))
+
+
 def forwarded_origin(
     peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies
 ) -> tuple[str | None, str | None]:
     """(scheme, host) as told by a trusted proxy (``Forwarded`` proto/host, else X-Forwarded-*)."""
-    if not peer or peer not in trusted:
+    if not peer or lower.keys().isdisjoint(_ORIGIN_HEADERS) or peer not in trusted:
         return None, None
     forwarded = lower.get("forwarded")
     if forwarded:

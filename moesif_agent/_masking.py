@@ -110,14 +110,20 @@ class Masker:
         self.request_keys = KeySet((*key_defaults, *options.request_body_masks), suffixes)
         self.response_keys = KeySet((*key_defaults, *options.response_body_masks), suffixes)
         self.query_keys = KeySet((*key_defaults, *options.uri_query_masks), suffixes)
+        self._lower: dict[str, str] = {}  # header names repeat: lower each once
 
     # Headers
 
     def headers(self, headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
         if not names:
             return headers
+        cache = self._lower
         for name, value in headers.items():
-            lowered = name.lower()
+            lowered = cache.get(name)
+            if lowered is None:
+                lowered = name.lower()
+                if len(cache) < 4096:
+                    cache[name] = lowered
             if lowered in names:
                 headers[name] = _mask_header(lowered, value)
         return headers

@@ -17,7 +17,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -26,6 +26,7 @@ from ._capture import (
     client_ip,
     forwarded_origin,
     header_dict,
+    lower_headers,
     new_transaction_id,
     user_from_headers,
 )
@@ -149,7 +150,7 @@ class WireEncoder:
     def event(self, ex: Exchange) -> dict[str, Any]:
         masker = self.masker
         request_headers = header_dict(ex.request_header_style, ex.request_headers)
-        lower = {name.lower(): value for name, value in request_headers.items()}
+        lower = lower_headers(request_headers)
         incoming = ex.direction == "Incoming"
         user_id = ex.user_id
         if user_id is None and incoming:
@@ -186,15 +187,10 @@ class WireEncoder:
                 "status": ex.status,
             }
             if ex.response_body is not None:
-                content = {
-                    name.lower(): value
-                    for name, value in response_headers.items()
-                    if name[:8].lower() == "content-"
-                }
                 self._body(
                     response,
                     ex.response_body,
-                    content,
+                    lower_headers(response_headers),
                     masker.response_keys,
                     notes,
                     "response",
@@ -260,13 +256,20 @@ class WireEncoder:
         content_type = lower.get("content-type", "").lower()
         if "json" in content_type or raw[:1] in (b"{", b"["):
             try:
-                value = json.loads(raw)
+                # Decoding first spares json.loads its encoding detection, and tells whether
+                # the bytes can be spliced into our UTF-8 payload as they are.
+                text: str | bytes = raw.decode("utf-8")
+                spliceable = raw[:3] != b"\xef\xbb\xbf"
+            except UnicodeDecodeError:
+                text, spliceable = raw, False
+            try:
+                value = json.loads(text)
             except (ValueError, RecursionError):
                 pass
             else:
                 changed = self.masker.json(value, keys)
                 target["transfer_encoding"] = "json"
-                if changed or self.mask_event_model is not None or not _spliceable(raw):
+                if changed or self.mask_event_model is not None or not spliceable:
                     target["body"] = value
                 else:
                     marker, quoted = self._markers[len(self._raw)]
@@ -282,17 +285,6 @@ class WireEncoder:
                 raw = self.masker.form(text, keys).encode("utf-8")
         target["body"] = base64.b64encode(raw).decode("ascii")
         target["transfer_encoding"] = "base64"
-
-
-def _spliceable(raw: bytes) -> bool:
-    """Raw JSON bytes that can stand inside our UTF-8 payload as they are."""
-    if raw[:3] == b"\xef\xbb\xbf":
-        return False
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes | None:
@@ -319,8 +311,24 @@ def _decompress(raw: bytes, encoding: str, limit: int) -> bytes | None:
     return out
 
 
+def _make_iterencode() -> Callable[[Any, int], Any] | None:
+    """CPython's C encoder, built once: json.dumps builds a new one on every call, which
+    costs as much as encoding a small event. (Events are trees, so no cycle check.)"""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring_ascii", None)
+    if make is None or escape is None:
+        return None
+    encoder: Callable[[Any, int], Any] = make(None, str, escape, None, ":", ",", False, False, True)
+    return encoder
+
+
+_iterencode = _make_iterencode()
+
+
 def _dumps(event: dict[str, Any]) -> bytes:
     try:
+        if _iterencode is not None:
+            return "".join(_iterencode(event, 0)).encode("ascii")
         return json.dumps(event, separators=(",", ":"), default=str).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:
         logger.debug("moesif-agent: event not serialisable: %s", exc)
