@@ -6,9 +6,11 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -48,6 +50,19 @@ _ENTITY_METHODS = (
 
 _shared: dict[Options, Agent] = {}
 _shared_lock = threading.Lock()
+_agents: weakref.WeakSet[Agent] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Locks another thread held at fork time would stay held forever in the child."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for agent in list(_agents):
+        agent._gaps_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Agent:
@@ -85,6 +100,7 @@ class Agent:
         # weight is the number of requests it stands for, so weights sum to the request count.
         self._gaps: dict[float, int] = {}
         self._gaps_lock = threading.Lock()
+        _agents.add(self)
         if self.options.capture_outgoing and self.enabled:
             from . import _outgoing
 

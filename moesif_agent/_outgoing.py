@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # taken only at install/uninstall, never on a call
 _agent_ref: weakref.ReferenceType[Agent] | None = None
 _config: _Config | None = None
 _patched: dict[str, tuple[Any, str, Any]] = {}  # what was replaced, to restore it

@@ -160,3 +160,18 @@ def test_disabled_agent_needs_no_application_id_and_records_nothing() -> None:
     agent.record({"request": {}})
     assert agent.stats()["captured"] == 0
     assert agent.flush(timeout=1)
+
+
+def test_declarative_skip_rules() -> None:
+    agent = Agent(
+        dry_run=True, skip_probe_paths=True, skip_paths=["^/internal/"], skip_methods=["options"]
+    )
+    try:
+        for path in ("/health", "/healthz/", "/readyz", "/metrics", "/favicon.ico", "/internal/x"):
+            assert agent.skips("GET", path), path
+        assert agent.skips("OPTIONS", "/items")
+        for path in ("/items", "/healthy-food", "/api/health"):
+            assert not agent.skips("GET", path), path
+        assert agent.stats()["skipped"] == 7
+    finally:
+        agent.shutdown()
