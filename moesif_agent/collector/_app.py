@@ -1,4 +1,5 @@
-"""The collector's Starlette app: the Collector API (``/v1``) and the read API (``/api``).
+"""The collector's Starlette app: the Collector API (``/v1``), the read API (``/api``) and the
+event viewer (``/``).
 
 Writes go through ``_ingest``; reads run on worker threads with their own SQLite connections.
 """
@@ -25,6 +26,7 @@ from ._errors import ClientError, StoreError
 from ._ingest import INGEST_ENDPOINTS, Ingest, ingest
 from ._query import RESOURCES, Resource, encode_cursor, parse_query
 from ._store import Store
+from ._viewer import SecurityHeadersMiddleware, viewer_routes
 from ._watch import RemoteDocuments, WatchedJSON
 
 logger = logging.getLogger(__name__)
@@ -163,12 +165,14 @@ def create_app(
         return JSONResponse(
             {
                 "service": "moesif-agent local collector",
+                "viewer": "GET /",
                 "collector_api": [
                     *(f"POST {spec.path}" for spec in INGEST_ENDPOINTS),
                     "GET /v1/config",
                     "GET /v1/rules",
                 ],
                 "read_api": [
+                    "GET /api",
                     "GET /api/stats",
                     *(f"GET /api/{name}" for name in RESOURCES),
                     *(f"GET /api/{name}/{{{r.key}}}" for name, r in RESOURCES.items()),
@@ -207,7 +211,7 @@ def create_app(
             headers={"Retry-After": "1"},
         )
 
-    routes: list[BaseRoute] = [Route("/", index, methods=["GET"])]
+    routes: list[BaseRoute] = [*viewer_routes(), Route("/api", index, methods=["GET"])]
     for spec in INGEST_ENDPOINTS:
         routes.append(Route(spec.path, ingest_endpoint(spec), methods=["POST"]))
     routes.append(Route("/v1/config", document_endpoint(documents.config), methods=["GET"]))
@@ -220,13 +224,14 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
                 allow_methods=["GET", "POST"],
                 allow_headers=["*"],
                 expose_headers=["ETag", CONFIG_ETAG_HEADER],
-            )
+            ),
         ],
         exception_handlers={
             ClientError: client_error,

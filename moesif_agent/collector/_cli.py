@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moesif-agent collector",
         description="Run the local collector: a Moesif Collector API server storing what it "
-        "receives in SQLite, with a read API under /api.",
+        "receives in SQLite, with a read API under /api and an event viewer at /.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument(
@@ -126,12 +126,14 @@ def main(argv: list[str]) -> int:
 
     def on_ready() -> None:
         logger.info(
-            "moesif-agent collector listening on %s (db %s, config %s, rules %s, app ids %s)",
+            "moesif-agent collector listening on %s (db %s, config %s, rules %s, app ids %s); "
+            "event viewer at %s/",
             url,
             store.path,
             documents.config.path or "default",
             documents.rules.path or "default",
             ", ".join(args.app_id) if args.app_id else "any",
+            url,
         )
         if ready_file is not None:
             _write_ready_file(ready_file, url)

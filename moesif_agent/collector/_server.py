@@ -71,7 +71,8 @@ def server_config(app: Any, *, access_log: bool = False) -> uvicorn.Config:
 
 
 class LocalCollector:
-    """A local collector on 127.0.0.1 and an ephemeral port, served from a background thread.
+    """A local collector on 127.0.0.1 (an ephemeral port by default), served from a background
+    thread; its event viewer is at ``collector.url + "/"``.
 
     Usage::
 
@@ -84,8 +85,10 @@ class LocalCollector:
     ``db_path`` defaults to a file in a temporary directory that ``stop()`` removes;
     ``config_path`` / ``rules_path`` are the JSON files served at ``/v1/config`` and
     ``/v1/rules`` (re-read when they change); ``app_ids`` restricts the accepted
-    ``X-Moesif-Application-Id`` values. The readers (``events()``, ``stats()``...) use the
-    read API over HTTP.
+    ``X-Moesif-Application-Id`` values. ``port`` 0 (the default) takes any free port; another
+    value gives a stable address (``port=8787`` for the viewer of a demo), and ``start()``
+    raises ``OSError`` when that port is taken, so the caller can fall back to ``port=0``.
+    The readers (``events()``, ``stats()``...) use the read API over HTTP.
     """
 
     def __init__(
@@ -96,13 +99,17 @@ class LocalCollector:
         rules_path: str | Path | None = None,
         app_ids: Collection[str] = (),
         host: str = "127.0.0.1",
+        port: int = 0,
         start_timeout: float = 10.0,
     ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port!r} is not a port number (0-65535; 0: any free port)")
         self.app_ids = tuple(app_ids)
         self._db_path = db_path
         self._config_path = config_path
         self._rules_path = rules_path
         self._host = host
+        self._port = port
         self._start_timeout = start_timeout
         self._lock = threading.Lock()
         self._tmpdir: str | None = None
@@ -138,6 +145,14 @@ class LocalCollector:
         return self
 
     def _start(self) -> None:
+        # The port first: a taken one fails before a database file is created.
+        try:
+            self._socket = bind(self._host, self._port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen on {self._host}:{self._port}: {exc.strerror}"
+            ) from None
+        self.url = url_of(self._socket)
         documents = RemoteDocuments(self._config_path, self._rules_path)
         db_path = self._db_path
         if db_path is None:
@@ -145,8 +160,6 @@ class LocalCollector:
             db_path = Path(self._tmpdir, "collector.db")
         self._store = Store(db_path)
         app = create_app(self._store, documents, self.app_ids)
-        self._socket = bind(self._host, 0)
-        self.url = url_of(self._socket)
         ready = threading.Event()
         self._server = ReadyServer(server_config(app), on_ready=ready.set)
         self._thread = threading.Thread(

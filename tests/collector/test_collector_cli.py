@@ -78,7 +78,7 @@ def test_subprocess_serves_and_stops_cleanly(
     assert proc.returncode == 0, stderr
     assert not ready.exists()
     assert f"moesif-agent collector listening on {url} (db {tmp_path / 'c.db'}" in stderr
-    assert "config default, rules default, app ids any)" in stderr
+    assert f"config default, rules default, app ids any); event viewer at {url}/" in stderr
     assert "moesif-agent collector stopped" in stderr
     assert "Traceback" not in stderr
     assert stderr.count("listening on") == 1

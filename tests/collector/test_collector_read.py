@@ -239,8 +239,8 @@ def test_profiles_and_actions(populated: LocalCollector, api: httpx.Client) -> N
     assert "known: company_id, limit, cursor" in bad.json()["error"]
 
 
-def test_index_lists_the_endpoints(api: httpx.Client) -> None:
-    index = api.get("/").json()
+def test_api_index_lists_the_endpoints(api: httpx.Client) -> None:
+    index = api.get("/api").json()
     assert "POST /v1/events/batch" in index["collector_api"]
     assert "GET /api/events/{id}" in index["read_api"]
     assert "GET /api/users/{user_id}" in index["read_api"]
