@@ -57,12 +57,9 @@ def _token(user: str) -> str:
     return f"Bearer eyJhbGciOiJub25lIn0.{payload}.demo"
 
 
-def _free_port(preferred: int = 0) -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -163,11 +160,18 @@ def main(argv: Sequence[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="moesif-demo-"))
     (workdir / "config.json").write_text(json.dumps(DEMO_CONFIG, indent=2))
     (workdir / "rules.json").write_text(json.dumps(DEMO_RULES, indent=2))
-    collector = LocalCollector(
-        workdir / "collector.db",
-        config_path=workdir / "config.json",
-        rules_path=workdir / "rules.json",
-    ).start()
+    def start_collector(port: int) -> LocalCollector:
+        return LocalCollector(
+            workdir / "collector.db",
+            config_path=workdir / "config.json",
+            rules_path=workdir / "rules.json",
+            port=port,
+        ).start()
+
+    try:  # --serve: the viewer at the usual address when it is free
+        collector = start_collector(8787 if args.serve else 0)
+    except OSError:
+        collector = start_collector(0)
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
