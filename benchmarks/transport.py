@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from moesif_agent import Agent
 from moesif_agent._capture import new_transaction_id
@@ -65,22 +66,23 @@ def record_cost(url: str, calls: int = 50_000) -> tuple[float, float]:
     return wall / calls * 1e6, cpu / calls * 1e6
 
 
-def delivery_rate(url: str, count: int = 100_000) -> tuple[float, int]:
+def delivery_rate(url: str, count: int = 100_000, **options: Any) -> tuple[float, int]:
     """Events/s from the first record() until flush() confirms delivery of all of them.
 
     The producer cycles through a pool of captured exchanges (so that what is measured is the
     agent's delivery, not the cost of building test data), as fast as the queue takes them:
     it waits when the queue is nearly full, so nothing is dropped.
     """
-    agent = Agent(application_id="bench", base_uri=url)
-    limit = agent.options.event_queue_size - agent.options.batch_size
+    agent = Agent(application_id="bench", base_uri=url, **options)
+    limit = agent.options.event_queue_size - 2 * agent.options.batch_size
     pool = [exchange() for _ in range(1000)]
     pending = agent._transport.pending
     record = agent.record
     started = time.perf_counter()
     for n in range(count):
-        while pending() >= limit:
-            time.sleep(0.0005)
+        if n % 100 == 0:
+            while pending() >= limit:
+                time.sleep(0.0005)
         record(pool[n % 1000])
     assert agent.flush(timeout=120)
     elapsed = time.perf_counter() - started

@@ -119,6 +119,26 @@ def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
+def header_maps(style: int, raw: Sequence[Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(the wire map, the same with lower-case names), in one pass for WSGI environ headers."""
+    if style != HEADERS_WSGI:
+        joined = header_dict(style, raw)
+        return joined, lower_headers(joined)
+    names, lowers = _name_cache, _lower_cache
+    wire: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    for key, value in raw:
+        name = names.get(key) or wsgi_header_name(key)
+        low = lowers.get(name)
+        if low is None:
+            low = name.lower()
+            if len(lowers) < _NAME_CACHE_MAX:
+                lowers[name] = low
+        wire[name] = value
+        lower[low] = value
+    return wire, lower
+
+
 def header_value(style: int, raw: Iterable[Any], name: str) -> str | None:
     """The first value of one header (``name`` lower case), without building a dict."""
     if style == HEADERS_WSGI:

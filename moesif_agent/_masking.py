@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
@@ -114,8 +115,15 @@ class Masker:
 
     # Headers
 
-    def headers(self, headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
-        if not names:
+    def headers(
+        self,
+        headers: dict[str, str],
+        names: frozenset[str],
+        lower: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Mask, in place, the headers named in ``names``; ``lower`` (the same headers with
+        lower-case names), when given, lets a request with none of them skip the walk."""
+        if not names or (lower is not None and names.isdisjoint(lower)):
             return headers
         cache = self._lower
         for name, value in headers.items():

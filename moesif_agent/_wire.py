@@ -25,8 +25,7 @@ from ._capture import (
     TrustedProxies,
     client_ip,
     forwarded_origin,
-    header_dict,
-    lower_headers,
+    header_maps,
     new_transaction_id,
     user_from_headers,
 )
@@ -149,8 +148,7 @@ class WireEncoder:
 
     def event(self, ex: Exchange) -> dict[str, Any]:
         masker = self.masker
-        request_headers = header_dict(ex.request_header_style, ex.request_headers)
-        lower = lower_headers(request_headers)
+        request_headers, lower = header_maps(ex.request_header_style, ex.request_headers)
         incoming = ex.direction == "Incoming"
         user_id = ex.user_id
         if user_id is None and incoming:
@@ -177,11 +175,13 @@ class WireEncoder:
             request["ip_address"] = ip
         if ex.request_body is not None:
             self._body(request, ex.request_body, lower, masker.request_keys, notes, "request")
-        request["headers"] = masker.headers(request_headers, masker.request_headers)
+        request["headers"] = masker.headers(request_headers, masker.request_headers, lower)
 
         event: dict[str, Any] = {"request": request}
         if ex.status is not None:
-            response_headers = header_dict(ex.response_header_style, ex.response_headers)
+            response_headers, response_lower = header_maps(
+                ex.response_header_style, ex.response_headers
+            )
             response: dict[str, Any] = {
                 "time": iso_time(ex.response_time or ex.request_time),
                 "status": ex.status,
@@ -190,13 +190,15 @@ class WireEncoder:
                 self._body(
                     response,
                     ex.response_body,
-                    lower_headers(response_headers),
+                    response_lower,
                     masker.response_keys,
                     notes,
                     "response",
                     decoded=ex.decoded,
                 )
-            response["headers"] = masker.headers(response_headers, masker.response_headers)
+            response["headers"] = masker.headers(
+                response_headers, masker.response_headers, response_lower
+            )
             event["response"] = response
         event["transaction_id"] = ex.transaction_id or new_transaction_id()
         event["direction"] = ex.direction
