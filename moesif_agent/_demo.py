@@ -160,6 +160,7 @@ def main(argv: Sequence[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="moesif-demo-"))
     (workdir / "config.json").write_text(json.dumps(DEMO_CONFIG, indent=2))
     (workdir / "rules.json").write_text(json.dumps(DEMO_RULES, indent=2))
+
     def start_collector(port: int) -> LocalCollector:
         return LocalCollector(
             workdir / "collector.db",
