@@ -50,3 +50,18 @@ def test_every_request_becomes_one_event(collector: CollectorProcess, name: str)
         if n % 2:
             assert event["request"]["body"]["n"] == n
             assert event["response"]["body"]["n"] == n
+
+
+@pytest.mark.parametrize("name", list(CONFIGURATIONS))
+def test_events_still_queued_at_sigterm_are_delivered(
+    collector: CollectorProcess, name: str
+) -> None:
+    # Batches wait 30 s: everything is still queued when SIGTERM arrives. (uvicorn re-raises
+    # the signal after shutting down, so only the lifespan shutdown can deliver them.)
+    server = AppServer(CONFIGURATIONS[name], collector.url, env={"MOESIF_BATCH_MAX_TIME": "30"})
+    try:
+        sent = drive(server.url, 50, concurrency=2)
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+    events = by_transaction_id(collector.events())
+    assert [txid for txid in sent if txid not in events] == []

@@ -53,6 +53,11 @@ _shared_lock = threading.Lock()
 _agents: weakref.WeakSet[Agent] = weakref.WeakSet()
 
 
+def all_agents() -> list[Agent]:
+    """The agents alive in this process."""
+    return list(_agents)
+
+
 def _after_fork_in_child() -> None:
     """Locks another thread held at fork time would stay held forever in the child."""
     global _shared_lock

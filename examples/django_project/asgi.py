@@ -9,4 +9,4 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_project.settings")
 
-application = get_asgi_application()
+application = FlushOnShutdown(get_asgi_application())

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .._policy import Plan
 
-__all__ = ["MoesifASGIMiddleware", "MoesifMiddleware", "ResponseInfo"]
+__all__ = ["FlushOnShutdown", "MoesifASGIMiddleware", "MoesifMiddleware", "ResponseInfo"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,7 +93,7 @@ class MoesifASGIMiddleware:
         kind = scope["type"]
         if kind != "http" or not self.agent.enabled:
             if kind == "lifespan":
-                await self.app(scope, receive, self._lifespan_send(send))
+                await _lifespan(self.app, scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -107,16 +107,6 @@ class MoesifASGIMiddleware:
             return
         ex, scope = exchange
         await _Cycle(self, ex, scope).run(receive, send)
-
-    def _lifespan_send(self, send: Send) -> Send:
-        agent = self.agent
-
-        async def lifespan_send(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                await _to_thread(agent.flush, agent.options.shutdown_timeout)
-            await send(message)
-
-        return lifespan_send
 
     def _start(self, scope: Scope) -> tuple[Exchange, Scope] | None:
         method = scope.get("method", "GET")
@@ -422,6 +412,67 @@ class _Cycle:
         if ex.status is None:
             ex.status = 500 if ex.error else 200
         self.middleware.agent.record(ex)
+
+
+class FlushOnShutdown:
+    """Wrap an ASGI app so that the server's lifespan shutdown delivers the agents' queued
+    events, even when the app itself does not speak the lifespan protocol.
+
+    uvicorn ends a SIGTERM shutdown by re-raising the signal, which kills the process before
+    ``atexit`` hooks (the agent's usual exit flush) can run; the lifespan shutdown is the
+    last moment to deliver. Django's ASGI handler refuses lifespan, so under uvicorn wrap it::
+
+        application = FlushOnShutdown(get_asgi_application())
+
+    (``MoesifASGIMiddleware`` and the Starlette middleware do this by themselves.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(self.app, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Pass lifespan to the app, flushing every agent before shutdown completes. An app that
+    refuses lifespan outright (raises before saying anything) is answered for."""
+    spoke = False
+
+    async def lifespan_send(message: Message) -> None:
+        nonlocal spoke
+        spoke = True
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await _to_thread(flush_all)
+        await send(message)
+
+    try:
+        await app(scope, receive, lifespan_send)
+        return
+    except Exception:
+        if spoke:  # a real startup or shutdown failure of the app: not ours to hide
+            raise
+    # The app does not do lifespan (Django's handler raises at once): keep the protocol
+    # going so that the server still tells us when it shuts down.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await _to_thread(flush_all)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def flush_all() -> None:
+    """Deliver what every agent in this process has queued, each within its shutdown_timeout."""
+    from .._agent import all_agents
+
+    for agent in all_agents():
+        agent.flush(agent.options.shutdown_timeout)
 
 
 async def _to_thread(function: Callable[..., Any], *args: Any) -> Any:

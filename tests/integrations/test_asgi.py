@@ -525,3 +525,54 @@ async def test_example_apps_serve_the_contract_routes(
         routes = sorted(e["metadata"]["route"] for e in recorded)
         assert routes == ["/error", "/health", "/items", "/items/{item_id}", "/stream"]
         recorder.received.clear()
+
+
+async def test_an_app_without_lifespan_is_answered_for_and_shutdown_flushes(
+    settings: dict[str, Any], recorder: Recorder
+) -> None:
+    from moesif_agent.integrations.asgi import FlushOnShutdown
+
+    async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError("only HTTP here")  # as Django's ASGI handler does
+        await json_app(scope, receive, send)
+
+    middleware = MoesifASGIMiddleware(no_lifespan, {**settings, "batch_max_time": 30})
+    await Driver(middleware).run()
+    for app in (middleware, FlushOnShutdown(no_lifespan)):
+        sent = await run_lifespan(app)
+        assert [m["type"] for m in sent] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
+        assert len(recorder.events()) == 1  # flushed before the server was told
+
+
+async def run_lifespan(app: Any) -> list[Message]:
+    """A server's lifespan conversation: startup, then shutdown; returns what the app sent."""
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[Message] = []
+
+    async def lifespan_receive() -> Message:
+        return next(messages)
+
+    async def lifespan_send(message: Message) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan"}, lifespan_receive, lifespan_send)
+    return sent
+
+
+async def test_a_real_startup_failure_of_the_app_still_fails() -> None:
+    from moesif_agent.integrations.asgi import FlushOnShutdown
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+        raise RuntimeError("no database")
+
+    async def lifespan_receive() -> Message:
+        return {"type": "lifespan.startup"}
+
+    with pytest.raises(RuntimeError, match="no database"):
+        await FlushOnShutdown(failing)({"type": "lifespan"}, lifespan_receive, _discard)
