@@ -35,6 +35,7 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+	$(BIN)/pytest -m slow -q -p no:cacheprovider integrations/faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .moesif
