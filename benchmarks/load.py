@@ -107,7 +107,7 @@ def wrk(url: str, seconds: float, script: Path | None) -> tuple[float, float, fl
 def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("benchmarks.load skipped: wrk is not installed (apt-get install wrk)")

@@ -65,3 +65,14 @@ def test_events_still_queued_at_sigterm_are_delivered(
         assert server.stop() in (0, -signal.SIGTERM)
     events = by_transaction_id(collector.events())
     assert [txid for txid in sent if txid not in events] == []
+
+
+def test_boots_and_serves_normally_with_the_collector_down() -> None:
+    # Nothing listens on the discard port: the agent must neither delay the boot nor fail a
+    # request (the reference agent kept the app from booting here).
+    server = AppServer(CONFIGURATIONS["gunicorn-sync-2-workers"], "http://127.0.0.1:9")
+    try:
+        sent = drive(server.url, 200, concurrency=4)
+    finally:
+        assert server.stop() == 0
+    assert len(sent) == 200
