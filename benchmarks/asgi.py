@@ -9,12 +9,20 @@ per event-loop turn, so the figures are the apps' and the middleware's own cost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from typing import Any
 
 from ._inprocess import HEADERS, PARKED_WORKER, compare, row
 from ._util import sink, table
 from .wsgi import POST_BODY
+
+
+async def minimal_app(scope: Any, receive: Any, send: Any) -> None:
+    body = b'{"id": "42", "name": "item 42"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"31")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class Driver:
@@ -90,6 +98,17 @@ def main() -> list[list[object]]:
                     Driver(bare, method, path, body), Driver(wrapped, method, path, body), deliver
                 )
                 rows.append(row(name, result))
+        # The agent's own cost, without a framework's allocations around it.
+        from moesif_agent.integrations.asgi import MoesifASGIMiddleware
+
+        minimal = MoesifASGIMiddleware(minimal_app)
+        agents.append(minimal.agent)
+        result = compare(
+            Driver(minimal_app, "GET", "/items/42"),
+            Driver(minimal, "GET", "/items/42"),
+            functools.partial(minimal.agent.flush, 120),
+        )
+        rows.append(row("minimal ASGI app GET (the middleware alone)", result))
         for agent in agents:
             stats = agent.stats()
             agent.shutdown()

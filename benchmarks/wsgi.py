@@ -5,6 +5,7 @@ Run with ``python -m benchmarks.wsgi``.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -12,11 +13,22 @@ from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
+from moesif_agent.integrations.wsgi import MoesifWSGIMiddleware
+
 from ._inprocess import HEADERS, PARKED_WORKER, compare, row
 from ._util import sink, table
 
 POST_BODY = json.dumps({"name": "widget", "tags": ["a"] * 50, "note": "x" * 1700}).encode()
 assert 1900 < len(POST_BODY) < 2200
+
+
+MINIMAL_BODY = b'{"id": "42", "name": "item 42"}'
+
+
+def minimal_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(MINIMAL_BODY)))]
+    start_response("200 OK", headers)
+    return [MINIMAL_BODY]
 
 
 def driver(app: Any, **builder: Any) -> Any:
@@ -68,6 +80,14 @@ def main() -> list[list[object]]:
         for name, builder in cases.items():
             result = compare(driver(bare, **builder), driver(wrapped, **builder), deliver)
             rows.append(row(name, result))
+        # The agent's own cost, without a framework's allocations around it.
+        minimal = MoesifWSGIMiddleware(minimal_app)
+        result = compare(
+            driver(minimal_app, path="/items/42"),
+            driver(minimal, path="/items/42"),
+            functools.partial(minimal.agent.flush, 120),
+        )
+        rows.append(row("minimal WSGI app GET (the middleware alone)", result))
         stats = agent.stats()
         agent.shutdown()
         assert not stats["dropped"], stats
