@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,12 @@ def test_demo_runs_and_its_summary_matches_the_collector() -> None:
     assert summary["blocked"] == summary["blocked_stored"] >= 6
     assert summary["events_per_route"]["POST /items"] == 6
     assert summary["viewer"].startswith("http://127.0.0.1:")
+
+    # The servers are gone once the demo ends; the events stay browsable from its database.
+    from moesif_agent.collector import LocalCollector
+
+    reopened = LocalCollector(Path(summary["database"])).start()
+    try:
+        assert reopened.stats()["events"] == summary["events_stored"]
+    finally:
+        reopened.stop()

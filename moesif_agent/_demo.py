@@ -209,6 +209,9 @@ def main(argv: Sequence[str]) -> int:
         while collector.stats()["events"] < expected and time.monotonic() < deadline:
             time.sleep(0.1)
         summary = _summary(tally, collector.stats(), collector.events(), collector.url)
+        summary["database"] = str(workdir / "collector.db")
+        summary["serving"] = args.serve
+        summary["command"] = _command_name(bin_dir / "moesif-agent")
         sys.stdout.write(json.dumps(summary, indent=2) + "\n" if args.json else _table(summary))
         if args.serve:
             sys.stdout.write(f"\nServing; open {collector.url}/ (Ctrl-C to stop)\n")
@@ -221,6 +224,16 @@ def main(argv: Sequence[str]) -> int:
         for app in apps:
             app.stop()
         collector.stop()
+
+
+def _command_name(path: Path) -> str:
+    """The CLI's path as the user would type it: relative to the working directory when inside."""
+    if not path.exists():
+        return "moesif-agent"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _summary(
@@ -262,7 +275,17 @@ def _table(summary: dict[str, Any]) -> str:
         "  events stored per route (both apps)",
     ]
     lines += [f"    {route:<28} {n:>4}" for route, n in summary["events_per_route"].items()]
-    lines += ["", f"  events viewer: {summary['viewer']}", ""]
+    if summary.get("serving"):
+        lines += ["", f"  events viewer: {summary['viewer']}", ""]
+    else:  # the demo's servers are gone: say how to browse what it stored
+        lines += [
+            "",
+            f"  events saved in {summary['database']}",
+            f"  browse them:  {summary['command']} collector --db {summary['database']}",
+            "                then open http://127.0.0.1:8787/",
+            f"  or run        {summary['command']} demo --serve",
+            "",
+        ]
     if not summary["consistent"]:
         lines.append("  WARNING: the collector's counts do not match the traffic sent")
     return "\n".join(lines) + "\n"
