@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._exchange import HEADERS_ASGI, HEADERS_WSGI
+from ._exchange import HEADERS_ASGI, HEADERS_WSGI, Exchange
 
 TRANSACTION_ID_HEADER = "X-Moesif-Transaction-Id"
 
@@ -37,6 +37,40 @@ def valid_transaction_id(value: str | None) -> str | None:
     if value and len(value) <= 128 and value.isprintable() and "," not in value:
         return value.strip() or None
     return None
+
+
+_TXID_ENVIRON = "HTTP_" + TRANSACTION_ID_HEADER.upper().replace("-", "_")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def fill_from_environ(
+    ex: Exchange, environ: dict[str, Any], scheme: str, echo_transaction_id: bool
+) -> None:
+    """Host, client address, transaction id and headers from a WSGI environ (or Django's
+    ``request.META``, which has the same keys). With ``echo_transaction_id`` the environ gets
+    the id the call is recorded under, so the app sees that one."""
+    ex.scheme = scheme
+    host = environ.get("HTTP_HOST")  # raw: validating it is the framework's business
+    if not host:
+        host = environ.get("SERVER_NAME") or "localhost"
+        port = str(environ.get("SERVER_PORT") or "")
+        if port and port != _DEFAULT_PORTS.get(scheme):
+            host = f"{host}:{port}"
+    ex.host = host
+    ex.remote_addr = environ.get("REMOTE_ADDR")
+    if echo_transaction_id:
+        txid = valid_transaction_id(environ.get(_TXID_ENVIRON)) or new_transaction_id()
+        environ[_TXID_ENVIRON] = txid
+    else:
+        txid = new_transaction_id()
+    ex.transaction_id = txid
+    headers = [(k, v) for k, v in environ.items() if k[:5] == "HTTP_"]
+    if "CONTENT_TYPE" in environ:
+        headers.append(("CONTENT_TYPE", environ["CONTENT_TYPE"]))
+    if "CONTENT_LENGTH" in environ:
+        headers.append(("CONTENT_LENGTH", environ["CONTENT_LENGTH"]))
+    ex.request_headers = headers
+    ex.request_header_style = HEADERS_WSGI
 
 
 # Header names ---------------------------------------------------------------------------------

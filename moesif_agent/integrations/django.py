@@ -30,10 +30,9 @@ from .._agent import Agent
 from .._callbacks import wrap, wrap_async
 from .._capture import (
     TRANSACTION_ID_HEADER,
+    fill_from_environ,
     header_value,
-    new_transaction_id,
     user_from_credentials,
-    valid_transaction_id,
 )
 from .._exchange import HEADERS_PAIRS, HEADERS_WSGI, Body, Exchange
 from .._guard import internal_error
@@ -48,8 +47,6 @@ Request = Any  # django.http.HttpRequest (Django ships no type information)
 Response = Any  # django.http.HttpResponseBase
 
 REQUEST_KEY = "_moesif_exchange"  # the request attribute holding the Exchange
-_TXID_META = "HTTP_" + TRANSACTION_ID_HEADER.upper().replace("-", "_")
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 _FILE_RESPONSE_NOTE = {"response_body": {"omitted": "file response"}}
 
 
@@ -220,28 +217,7 @@ class MoesifMiddleware:
         ex.method = method
         ex.path = path or "/"
         ex.query = meta.get("QUERY_STRING", "")
-        scheme = ex.scheme = request.scheme or "http"
-        host = meta.get("HTTP_HOST")  # raw: request.get_host() raises DisallowedHost
-        if not host:
-            host = meta.get("SERVER_NAME") or "localhost"
-            port = str(meta.get("SERVER_PORT") or "")
-            if port and port != _DEFAULT_PORTS.get(scheme):
-                host = f"{host}:{port}"
-        ex.host = host
-        ex.remote_addr = meta.get("REMOTE_ADDR")
-        if self._echo_txid:
-            txid = valid_transaction_id(meta.get(_TXID_META)) or new_transaction_id()
-            meta[_TXID_META] = txid  # the view sees the id the call is recorded under
-        else:
-            txid = new_transaction_id()
-        ex.transaction_id = txid
-        headers = [(k, v) for k, v in meta.items() if k[:5] == "HTTP_"]
-        if "CONTENT_TYPE" in meta:
-            headers.append(("CONTENT_TYPE", meta["CONTENT_TYPE"]))
-        if "CONTENT_LENGTH" in meta:
-            headers.append(("CONTENT_LENGTH", meta["CONTENT_LENGTH"]))
-        ex.request_headers = headers
-        ex.request_header_style = HEADERS_WSGI
+        fill_from_environ(ex, meta, request.scheme or "http", self._echo_txid)
         setattr(request, REQUEST_KEY, ex)
         return ex
 

@@ -17,10 +17,9 @@ from .._agent import Agent
 from .._callbacks import wrap
 from .._capture import (
     TRANSACTION_ID_HEADER,
+    fill_from_environ,
     header_value,
-    new_transaction_id,
     user_from_credentials,
-    valid_transaction_id,
 )
 from .._exchange import HEADERS_PAIRS, HEADERS_WSGI, Body, Exchange
 from .._guard import internal_error
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 
 ENVIRON_KEY = "moesif.exchange"
-_TXID_ENVIRON = "HTTP_" + TRANSACTION_ID_HEADER.upper().replace("-", "_")
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 class MoesifWSGIMiddleware:
@@ -127,28 +124,7 @@ class MoesifWSGIMiddleware:
         ex.method = method
         ex.path = path or "/"
         ex.query = environ.get("QUERY_STRING", "")
-        scheme = ex.scheme = environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST")
-        if not host:
-            host = environ.get("SERVER_NAME", "localhost")
-            port = environ.get("SERVER_PORT", "")
-            if port and port != _DEFAULT_PORTS.get(scheme):
-                host = f"{host}:{port}"
-        ex.host = host
-        ex.remote_addr = environ.get("REMOTE_ADDR")
-        if self._echo_txid:
-            txid = valid_transaction_id(environ.get(_TXID_ENVIRON)) or new_transaction_id()
-            environ[_TXID_ENVIRON] = txid  # the app sees the id it will be recorded under
-        else:
-            txid = new_transaction_id()
-        ex.transaction_id = txid
-        headers = [(k, v) for k, v in environ.items() if k[:5] == "HTTP_"]
-        if "CONTENT_TYPE" in environ:
-            headers.append(("CONTENT_TYPE", environ["CONTENT_TYPE"]))
-        if "CONTENT_LENGTH" in environ:
-            headers.append(("CONTENT_LENGTH", environ["CONTENT_LENGTH"]))
-        ex.request_headers = headers
-        ex.request_header_style = HEADERS_WSGI
+        fill_from_environ(ex, environ, environ.get("wsgi.url_scheme", "http"), self._echo_txid)
         environ[ENVIRON_KEY] = ex
         return ex
 
