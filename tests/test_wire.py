@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from moesif_agent import Options
 from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
-from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, iso_time
+from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, _loads, iso_time
 
 
 def encoder(**options: Any) -> WireEncoder:
@@ -229,3 +231,57 @@ def test_a_raising_mask_callback_drops_the_event() -> None:
     with pytest.raises(Dropped) as dropped:
         encoder(mask_event_model=mask).encode(known_exchange())
     assert dropped.value.reason == "mask_error"
+
+
+_JSON_EDGE_CASES = [
+    '{"a": 1}',
+    '  {"a": 1}',
+    '{"a": 1}  \n',
+    '{"a": 1} x',
+    '{"a": 1}{"b": 2}',
+    "[1, 2] ]",
+    "",
+    "   ",
+    '"just a string"',
+    "NaN",
+    "[Infinity, -Infinity]",
+    "1e999",
+    '{"a": "\\ud800"}',
+    '{"a": 1,}',
+    "[" * 100_000 + "]" * 100_000,
+    '{"a": 1}\u00a0',  # not JSON whitespace
+    "\ufeff{}",
+]
+
+
+@pytest.mark.parametrize("text", _JSON_EDGE_CASES, ids=range(len(_JSON_EDGE_CASES)))
+def test_the_fast_json_parse_agrees_with_json_loads(text: str) -> None:
+    _agrees_with_json_loads(text)
+
+
+def _agrees_with_json_loads(text: str) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        expected = type(exc)
+    try:
+        got: Any = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        got = type(exc)
+    if isinstance(expected, type):
+        assert isinstance(got, type) and issubclass(got, (ValueError, RecursionError))
+    else:
+        assert json.dumps(got) == json.dumps(expected)
+
+
+def test_a_json_body_with_trailing_garbage_is_not_spliced_as_json() -> None:
+    ex = known_exchange()
+    ex.request_body = body(b'{"a": 1} trailing')
+    event = json.loads(encoder().encode(ex))
+    assert event["request"]["transfer_encoding"] == "base64"
+    assert base64.b64decode(event["request"]["body"]) == b'{"a": 1} trailing'
+
+
+@given(st.text(alphabet=' \t\n\r{}[]":,.-+01eEtrufalsnNIiy\\\u00e9', max_size=30))
+def test_the_fast_json_parse_agrees_with_json_loads_on_any_text(text: str) -> None:
+    _agrees_with_json_loads(text)
