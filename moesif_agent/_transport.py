@@ -29,10 +29,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Events encoded between two releases of the GIL. Measured (benchmarks, scratch experiments):
-# without it a request thread of the app waits > 3 ms for the GIL ~4x as often while the
-# worker encodes a batch. A release costs a context switch (~100 µs on this VM), hence 16.
-_YIELD_EVERY = 16
+# Seconds of encoding between two releases of the GIL while the app is busy. Left alone, the
+# worker keeps the GIL for whole switch intervals (5 ms) while a request thread of the app
+# waits for it (> 3 ms waits ~10x as often in a scratch experiment). A release
+# (``time.sleep(0)``) costs ~100 µs on a small VM even when nobody is waiting, so it is paced
+# by time, and skipped while no request thread queues anything (a backlog drained at exit or
+# after an outage, an idle app).
+_YIELD_AFTER = 0.001
 
 
 class Counter:
@@ -68,6 +71,18 @@ class Channel:
         self.encode = encode
         self.queue: deque[Any] = deque()
         self.dropped_full = Counter()
+        # Items the worker took so far, and what popped + queued was when it last looked: the
+        # difference says whether request threads queued anything meanwhile (the app is busy).
+        self.popped = 0
+        self.activity_seen = 0
+
+    def app_active(self) -> bool:
+        """Whether request threads queued items since the last call (worker thread only)."""
+        total = self.popped + len(self.queue)
+        if total == self.activity_seen:
+            return False
+        self.activity_seen = total
+        return True
 
 
 class _Marker:
@@ -265,6 +280,7 @@ class Transport:
                     items.append(queue.popleft())
                 except IndexError:  # a forked child cleared it; nothing left
                     break
+            channel.popped += len(items)
             with self._lock:
                 self._in_flight += len(items)
             encoded = self._encode(channel, items)
@@ -277,12 +293,15 @@ class Transport:
     def _encode(self, channel: Channel, items: list[Any]) -> list[bytes]:
         encoded = []
         encode = channel.encode
-        for index, item in enumerate(items):
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-                # Encoding is pure Python: left alone, this thread would keep the GIL for a
-                # whole switch interval (5 ms) while a request thread waits for it. Letting go
-                # every few events keeps the agent out of the app's tail latency.
-                time.sleep(0)
+        busy = channel.app_active()  # queued anything since our last look (e.g. during a POST)
+        clock = time.perf_counter
+        next_yield = clock() + _YIELD_AFTER
+        for item in items:
+            if clock() >= next_yield:
+                if busy or channel.app_active():
+                    busy = True
+                    time.sleep(0)
+                next_yield = clock() + _YIELD_AFTER
             try:
                 encoded.append(encode(item))
             except Exception as exc:

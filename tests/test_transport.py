@@ -263,3 +263,20 @@ def test_dry_run_keeps_masked_events_in_memory() -> None:
         assert event["request"]["headers"] == {"Authorization": "Bearer abc"}  # not mutated
     finally:
         agent.shutdown()
+
+
+def test_the_worker_sees_whether_request_threads_are_queueing() -> None:
+    # The worker releases the GIL during long encodes only while the app is queueing events:
+    # a release costs a context switch even when no thread is waiting for it.
+    from moesif_agent._transport import Channel
+
+    channel = Channel("events", "/v1/events/batch", 10, lambda item: b"{}")
+    assert not channel.app_active()
+    channel.queue.extend([1, 2])
+    assert channel.app_active()
+    assert not channel.app_active()
+    channel.queue.popleft()  # the worker takes one: not the app's doing
+    channel.popped += 1
+    assert not channel.app_active()
+    channel.queue.append(3)
+    assert channel.app_active()
