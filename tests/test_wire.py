@@ -224,6 +224,36 @@ def test_mask_callback_sees_the_complete_event_and_may_drop_it() -> None:
     assert dropped.value.reason == "masked_out"
 
 
+def test_a_reference_agent_mask_function_with_attribute_access_works_unchanged() -> None:
+    # moesifwsgi/moesifasgi/moesifdjango pass an EventModel: fields are attributes.
+    def mask_event(eventmodel: Any) -> Any:
+        eventmodel.response.body = None
+        eventmodel.request.headers["X-Internal"] = "hidden"
+        if eventmodel.user_id is None:  # unset fields read as None, as on EventModel
+            eventmodel.user_id = "anonymous"
+        eventmodel.metadata = {"masked": True}
+        return eventmodel
+
+    ex = known_exchange()
+    ex.user_id = None
+    event = json.loads(encoder(mask_event_model=mask_event).encode(ex))
+    assert "body" not in event["response"] and "transfer_encoding" not in event["response"]
+    assert event["request"]["headers"]["X-Internal"] == "hidden"
+    assert event["user_id"] == "anonymous"
+    assert event["metadata"] == {"masked": True}
+    assert event["request"]["verb"] == "POST"
+
+
+def test_a_misspelt_field_in_the_mask_function_drops_the_event_and_says_which() -> None:
+    def mask_event(eventmodel: Any) -> Any:
+        eventmodel.reponse.body = None
+        return eventmodel
+
+    with pytest.raises(Dropped) as dropped:
+        encoder(mask_event_model=mask_event).encode(known_exchange())
+    assert dropped.value.reason == "mask_error"
+
+
 def test_a_raising_mask_callback_drops_the_event() -> None:
     def mask(event: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("password")
