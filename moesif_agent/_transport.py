@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds of encoding between two releases of the GIL while the app is busy. Left alone, the
 # worker keeps the GIL for whole switch intervals (5 ms) while a request thread of the app
-# waits for it (> 3 ms waits ~10x as often in a scratch experiment). A release
+# waits for it (a scratch experiment with a CPU-bound app thread: ~120 waits over 3 ms in 3 s
+# without releases, 1-60 with them). A release
 # (``time.sleep(0)``) costs ~100 µs on a small VM even when nobody is waiting, so it is paced
 # by time, and skipped while no request thread queues anything (a backlog drained at exit or
 # after an outage, an idle app).
