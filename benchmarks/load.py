@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--app", default="", help="only the apps whose name contains this")
+    parser.add_argument("--case", default="", help="only the cases containing this (GET, POST)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("benchmarks.load skipped: wrk is not installed (apt-get install wrk)")
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     with sink() as collector:
         for app, command in APPS.items():
             for case, path, script in (("GET", "/items/42", None), ("POST 2 KB", "/items", post)):
+                if args.app not in app or args.case not in case:
+                    continue
                 results: dict[bool, list[tuple[float, float, float, float]]] = {False: [], True: []}
                 for n in range(args.rounds):
                     for instrument in (False, True) if n % 2 == 0 else (True, False):
