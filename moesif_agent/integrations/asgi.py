@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._callbacks import wrap_async
+from .._callbacks import AdapterSettings, wrap_async
 from .._capture import (
     new_transaction_id,
     user_from_credentials,
@@ -53,7 +53,7 @@ class ResponseInfo:
         self.headers = headers
 
 
-class MoesifASGIMiddleware:
+class MoesifASGIMiddleware(AdapterSettings):
     """Wrap an ASGI app so that every API call it serves is sent to the collector.
 
     ::
@@ -78,16 +78,8 @@ class MoesifASGIMiddleware:
         self.app = app
         self.agent = Agent.shared(Options.coerce(options, **overrides))
         o = self.agent.options
-        self._skip = wrap_async("skip", o.skip)
-        self._identify_user = wrap_async("identify_user", o.identify_user)
-        self._identify_company = wrap_async("identify_company", o.identify_company)
-        self._get_session_token = wrap_async("get_session_token", o.get_session_token)
-        self._get_metadata = wrap_async("get_metadata", o.get_metadata)
-        self._log_body = o.log_body
-        self._max_body = o.max_body_size
-        self._echo_txid = not o.disable_transaction_id
-        self._auth_headers = tuple(n.lower().encode("latin-1") for n in o.authorization_header_name)
-        self._auth_field = o.authorization_user_id_field
+        self._read_settings(o, wrap_async)
+        self._auth_header_bytes = tuple(n.encode("latin-1") for n in self._auth_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -182,7 +174,7 @@ class MoesifASGIMiddleware:
             ex.user_id = await self._identify_user(request, response)
         if ex.user_id is None and before_app:
             for name, value in ex.request_headers:
-                if name in self._auth_headers:
+                if name in self._auth_header_bytes:
                     ex.user_id = user_from_credentials(value.decode("latin-1"), self._auth_field)
                     if ex.user_id:
                         break

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._agent import Agent
-from .._callbacks import wrap, wrap_async
+from .._callbacks import AdapterSettings, wrap, wrap_async
 from .._capture import (
     TRANSACTION_ID_HEADER,
     fill_from_environ,
@@ -50,7 +50,7 @@ REQUEST_KEY = "_moesif_exchange"  # the request attribute holding the Exchange
 _FILE_RESPONSE_NOTE = {"response_body": {"omitted": "file response"}}
 
 
-class MoesifMiddleware:
+class MoesifMiddleware(AdapterSettings):
     """Django middleware that sends every API call the project serves to the collector.
 
     Put it first in ``MIDDLEWARE``, so that it also sees the responses other middleware
@@ -109,16 +109,7 @@ class MoesifMiddleware:
             raise ImproperlyConfigured(message) from exc
         o = self.agent.options
         wrapper: Callable[[str, Any], Any] = wrap_async if self._is_async else wrap
-        self._skip = wrapper("skip", o.skip)
-        self._identify_user = wrapper("identify_user", o.identify_user)
-        self._identify_company = wrapper("identify_company", o.identify_company)
-        self._get_session_token = wrapper("get_session_token", o.get_session_token)
-        self._get_metadata = wrapper("get_metadata", o.get_metadata)
-        self._log_body = o.log_body
-        self._max_body = o.max_body_size
-        self._echo_txid = not o.disable_transaction_id
-        self._auth_headers = tuple(name.lower() for name in o.authorization_header_name)
-        self._auth_field = o.authorization_user_id_field
+        self._read_settings(o, wrapper)
 
     def __call__(self, request: Request) -> Any:
         if self._is_async:

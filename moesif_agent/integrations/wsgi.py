@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._callbacks import wrap
+from .._callbacks import AdapterSettings, wrap
 from .._capture import (
     TRANSACTION_ID_HEADER,
     fill_from_environ,
@@ -38,7 +38,7 @@ __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 ENVIRON_KEY = "moesif.exchange"
 
 
-class MoesifWSGIMiddleware:
+class MoesifWSGIMiddleware(AdapterSettings):
     """Wrap a WSGI app so that every API call it serves is sent to the collector.
 
     ::
@@ -63,16 +63,7 @@ class MoesifWSGIMiddleware:
         self.app = app
         self.agent = Agent.shared(Options.coerce(options, **overrides))
         o = self.agent.options
-        self._skip = wrap("skip", o.skip)
-        self._identify_user = wrap("identify_user", o.identify_user)
-        self._identify_company = wrap("identify_company", o.identify_company)
-        self._get_session_token = wrap("get_session_token", o.get_session_token)
-        self._get_metadata = wrap("get_metadata", o.get_metadata)
-        self._log_body = o.log_body
-        self._max_body = o.max_body_size
-        self._echo_txid = not o.disable_transaction_id
-        self._auth_headers = tuple(name.lower() for name in o.authorization_header_name)
-        self._auth_field = o.authorization_user_id_field
+        self._read_settings(o, wrap)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         agent = self.agent
