@@ -1,0 +1,193 @@
+"""Conditions on a request (and its response), shared by sampling and governance.
+
+The collector's ``regex_config`` entries are compiled once, on the worker, into condition
+groups; the request thread only evaluates them. A path or regex that cannot be evaluated is
+logged once and never matches (it must not force a sample rate or a block).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._capture import TrustedProxies, client_ip, header_dict, header_value
+from ._guard import log_once
+
+if TYPE_CHECKING:
+    from ._exchange import Exchange
+
+
+class View:
+    """What conditions look at: one request (and, at the end, its response), read lazily."""
+
+    __slots__ = ("_body", "_headers", "_ip", "body_raw", "ex", "trusted")
+
+    def __init__(self, ex: Exchange, trusted: TrustedProxies, body_raw: bytes | None) -> None:
+        self.ex = ex
+        self.trusted = trusted
+        self.body_raw = body_raw
+        self._body: Any = _UNSET
+        self._headers: dict[str, str] | None = None
+        self._ip: Any = _UNSET
+
+    def header(self, name: str) -> str | None:
+        return header_value(self.ex.request_header_style, self.ex.request_headers, name)
+
+    def ip(self) -> str | None:
+        if self._ip is _UNSET:
+            headers = header_dict(self.ex.request_header_style, self.ex.request_headers)
+            lower = {k.lower(): v for k, v in headers.items()}
+            self._ip = client_ip(self.ex.remote_addr, lower, self.trusted)
+        ip: str | None = self._ip
+        return ip
+
+    def body(self) -> Any:
+        if self._body is _UNSET:
+            self._body = None
+            if self.body_raw:
+                try:
+                    self._body = json.loads(self.body_raw)
+                except (ValueError, RecursionError):
+                    pass
+        return self._body
+
+
+_UNSET: Any = object()
+
+Getter = Callable[[View], Any]
+_METHOD: Getter = operator.attrgetter("ex.method")
+_PATH: Getter = operator.attrgetter("ex.path")
+
+
+def _field(path: str) -> tuple[Getter | None, bool]:
+    """(getter, needs_response) for a condition path; getter None for unknown paths."""
+    if path == "request.verb":
+        return _METHOD, False
+    if path == "request.route":
+        return _PATH, False
+    if path in ("request.ip_address", "request.ip"):
+        return View.ip, False
+    if path == "response.status":
+        return (
+            lambda v: v.ex.status if v.ex.status is not None and v.ex.status > 0 else None
+        ), True
+    if path.startswith("request.headers.") and len(path) > 16:
+        name = path[16:].lower()
+        return (lambda v: v.header(name)), False
+    if path.startswith("request.body.") and len(path) > 13:
+        keys = path[13:].split(".")
+
+        def body_field(v: View) -> Any:
+            value = v.body()
+            for key in keys:
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(key)
+            return value
+
+        return body_field, False
+    return None, False
+
+
+class Condition:
+    __slots__ = ("get", "needs_body", "needs_response", "test")
+
+    def __init__(
+        self, get: Getter, test: Callable[[str], Any], needs_response: bool, body: bool
+    ) -> None:
+        self.get = get
+        self.test = test  # the compiled regex's match (governance) or search (sampling)
+        self.needs_response = needs_response
+        self.needs_body = body
+
+
+class ConditionGroup:
+    """All conditions must match (``regex_config`` entry); an empty group never matches."""
+
+    __slots__ = ("conditions", "needs_body", "needs_response", "route")
+
+    def __init__(self, conditions: list[Condition], route: str | None) -> None:
+        self.conditions = conditions
+        self.route = route  # the pattern of its request.route condition, if it has one
+        self.needs_response = any(c.needs_response for c in conditions)
+        self.needs_body = any(c.needs_body for c in conditions)
+
+    def matches(self, view: View) -> bool:
+        for condition in self.conditions:
+            value = condition.get(view)
+            if value.__class__ is not str:
+                if value is None or isinstance(value, dict | list):
+                    return False
+                value = json.dumps(value)  # numbers and booleans, as the JSON text
+            if condition.test(value) is None:
+                return False
+        return bool(self.conditions)
+
+
+def compile_group(raw: Any, where: str, anchored: bool) -> ConditionGroup | None:
+    """One ``{"conditions": [...]}`` entry; None (logged once) when it can never match."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("conditions"), list):
+        bad_config(where, "regex_config entries need a list of conditions")
+        return None
+    if not raw["conditions"]:
+        bad_config(where, "a regex_config entry without conditions never matches")
+        return None
+    conditions = []
+    route = None
+    for item in raw["conditions"]:
+        if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
+            bad_config(where, f"condition {item!r} needs a path and a value")
+            return None
+        path, value = item["path"], item.get("value")
+        getter, needs_response = _field(path)
+        if getter is None:
+            bad_config(where, f"unknown condition path {path!r}; it never matches")
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            bad_config(where, f"condition on {path} has no usable value {value!r}")
+            return None
+        try:
+            regex = re.compile(str(value))
+        except re.error as exc:
+            bad_config(where, f"invalid regex {value!r} for {path} ({exc}); it never matches")
+            return None
+        test = regex.match if anchored else regex.search
+        conditions.append(Condition(getter, test, needs_response, path.startswith("request.body.")))
+        if path == "request.route" and regex.groups == 0:
+            route = regex.pattern
+    return ConditionGroup(conditions, route)
+
+
+class RouteFilter:
+    """One regex over the route patterns of many condition groups. Most requests match none
+    of the rules; one C-level scan then rules out every group that has a route condition,
+    instead of a Python call per group."""
+
+    def __init__(self, groups: list[ConditionGroup], anchored: bool) -> None:
+        patterns = sorted({g.route for g in groups if g.route is not None})
+        self.test: Callable[[str], Any] | None = None
+        if len(patterns) < 3:
+            return
+        try:
+            combined = re.compile("|".join(f"(?:{p})" for p in patterns))
+        except re.error:  # e.g. inline flags that are only valid at a pattern's start
+            return
+        self.test = combined.match if anchored else combined.search
+
+    def excludes(self, path: str) -> bool:
+        """True when no group with a route condition can match this path."""
+        return self.test is not None and self.test(path) is None
+
+
+def bad_config(where: str, why: str) -> None:
+    log_once(
+        f"policy:{where}:{why}",
+        logging.WARNING,
+        "moesif-agent: %s: %s (skipped; logged once)",
+        where,
+        why,
+    )
