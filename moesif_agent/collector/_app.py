@@ -1,12 +1,13 @@
 """The collector's Starlette app: the Collector API (``/v1``), the read API (``/api``) and the
 event viewer (``/``).
 
-Writes go through ``_ingest``; reads run on worker threads with their own SQLite connections.
+Writes go through ``_ingest``; reads (``_readapi``) run on worker threads with their own SQLite
+connections. No CORS anywhere: the viewer is same-origin and agents are not browsers
+(``_security``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -14,17 +15,16 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ._errors import ClientError, StoreError
 from ._ingest import INGEST_ENDPOINTS, Ingest, ingest
-from ._query import RESOURCES, Resource, encode_cursor, parse_query
+from ._readapi import READ_API, read_routes
+from ._security import HostPolicy, LocalOnlyMiddleware
 from ._store import Store
 from ._viewer import SecurityHeadersMiddleware, viewer_routes
 from ._watch import RemoteDocuments, WatchedJSON
@@ -73,10 +73,12 @@ def create_app(
     store: Store,
     documents: RemoteDocuments,
     app_ids: Collection[str] = (),
+    hosts: HostPolicy | None = None,
 ) -> Starlette:
     """The collector as an ASGI app over ``store``; the caller owns and closes the store.
 
     ``app_ids``: accepted ``X-Moesif-Application-Id`` values; empty accepts any non-empty id.
+    ``hosts``: the ``Host`` headers the read API and the viewer answer (``_security``).
     """
     accepted = frozenset(app_ids)
     throttle = _Throttle()
@@ -122,45 +124,6 @@ def create_app(
 
         return endpoint
 
-    def list_endpoint(resource: Resource) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            params = request.query_params
-            query = parse_query(resource, {name: params.getlist(name) for name in params})
-            page = await run_in_threadpool(
-                store.page,
-                resource.name,
-                resource.order,
-                query.where,
-                query.params,
-                query.after,
-                query.limit,
-                resource.fields,
-            )
-            cursor = None if page.next_key is None else encode_cursor(resource, page.next_key)
-            body = '{"items":[' + ",".join(page.items) + '],"next_cursor":' + json.dumps(cursor)
-            return Response(body + "}", media_type="application/json")
-
-        return endpoint
-
-    def item_endpoint(resource: Resource) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            key: Any = request.path_params["key"]
-            found = None
-            if not resource.key_is_int or key.isdigit():
-                if resource.key_is_int:
-                    key = int(key)
-                found = await run_in_threadpool(
-                    store.get, resource.name, resource.key, key, resource.fields
-                )
-            if found is None:
-                raise ClientError(404, f"no {resource.singular} with {resource.key} {key!r}")
-            return Response(found, media_type="application/json")
-
-        return endpoint
-
-    async def stats(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(store.stats))
-
     async def index(request: Request) -> Response:
         return JSONResponse(
             {
@@ -171,12 +134,7 @@ def create_app(
                     "GET /v1/config",
                     "GET /v1/rules",
                 ],
-                "read_api": [
-                    "GET /api",
-                    "GET /api/stats",
-                    *(f"GET /api/{name}" for name in RESOURCES),
-                    *(f"GET /api/{name}/{{{r.key}}}" for name, r in RESOURCES.items()),
-                ],
+                "read_api": READ_API,
             }
         )
 
@@ -216,22 +174,13 @@ def create_app(
         routes.append(Route(spec.path, ingest_endpoint(spec), methods=["POST"]))
     routes.append(Route("/v1/config", document_endpoint(documents.config), methods=["GET"]))
     routes.append(Route("/v1/rules", document_endpoint(documents.rules), methods=["GET"]))
-    routes.append(Route("/api/stats", stats, methods=["GET"]))
-    for name, resource in RESOURCES.items():
-        routes.append(Route(f"/api/{name}", list_endpoint(resource), methods=["GET"]))
-        routes.append(Route(f"/api/{name}/{{key:path}}", item_endpoint(resource), methods=["GET"]))
+    routes.extend(read_routes(store))
 
     return Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
-            Middleware(
-                CORSMiddleware,
-                allow_origins=["*"],
-                allow_methods=["GET", "POST"],
-                allow_headers=["*"],
-                expose_headers=["ETag", CONFIG_ETAG_HEADER],
-            ),
+            Middleware(LocalOnlyMiddleware, hosts=hosts or HostPolicy()),
         ],
         exception_handlers={
             ClientError: client_error,

@@ -12,6 +12,9 @@ from types import FrameType
 
 from ._app import create_app
 from ._errors import StoreError
+from ._progress import Progress
+from ._retention import DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS, Retention, parse_duration
+from ._security import HostPolicy, warn_if_exposed
 from ._server import ReadyServer, bind, server_config, url_of
 from ._store import Store
 from ._watch import RemoteDocuments, WatchError
@@ -31,13 +34,44 @@ def _port(value: str) -> int:
     return port
 
 
+def _max_events(value: str) -> int | None:
+    try:
+        count = int(value.replace("_", "").replace(",", ""))
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of events (0: no limit)")
+    return count or None
+
+
+def _max_age(value: str) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _describe(retention: Retention) -> str:
+    parts = []
+    if retention.max_events is not None:
+        parts.append(f"the newest {retention.max_events:,} events")
+    if retention.max_age is not None:
+        parts.append(f"{retention.max_age / 86400:g} days")
+    return "keeps " + (" and ".join(parts) if parts else "everything")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moesif-agent collector",
         description="Run the local collector: a Moesif Collector API server storing what it "
         "receives in SQLite, with a read API under /api and an event viewer at /.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (127.0.0.1); any other makes the captured data reachable "
+        "from the network",
+    )
     parser.add_argument(
         "--port", type=_port, default=8787, help="port to listen on (8787; 0: any free port)"
     )
@@ -63,6 +97,34 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="accept only these X-Moesif-Application-Id values (default: any non-empty id)",
     )
+    parser.add_argument(
+        "--max-events",
+        type=_max_events,
+        default=DEFAULT_MAX_EVENTS,
+        metavar="N",
+        help=f"keep at most N events (and N actions), deleting the oldest "
+        f"({DEFAULT_MAX_EVENTS:,}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=_max_age,
+        default=DEFAULT_MAX_AGE,
+        metavar="DURATION",
+        help=f"delete events and actions that arrived longer ago than DURATION, e.g. 12h, 7d "
+        f"({DEFAULT_MAX_AGE / 86400:g}d; off: no limit)",
+    )
+    parser.add_argument(
+        "--reset", action="store_true", help="delete everything stored in --db, then serve"
+    )
+    parser.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also answer the viewer and /api under this host name (IP addresses and "
+        "localhost always work; other names are refused against DNS rebinding; '*': any)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress line while events arrive")
     parser.add_argument(
         "--ready-file",
         metavar="PATH",
@@ -109,27 +171,43 @@ def main(argv: list[str]) -> int:
 
     try:
         documents = RemoteDocuments(args.config, args.rules)
-        store = Store(args.db)
-    except (WatchError, StoreError) as exc:
+    except WatchError as exc:
         logger.error("moesif-agent collector: %s", exc)
         return 2
+    # The port before the database: a taken port must not leave a new database behind.
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        store.close()
         logger.error(
             "moesif-agent collector: cannot listen on %s:%d: %s", args.host, args.port, exc
         )
         return 1
+    retention = Retention(args.max_events, args.max_age)
+    try:
+        store = Store(args.db, retention)
+    except StoreError as exc:
+        sock.close()
+        logger.error("moesif-agent collector: %s", exc)
+        return 2
+    warn_if_exposed(args.host)
+    if args.reset:
+        deleted = store.clear()
+        store.vacuum()
+        logger.info(
+            "moesif-agent collector: --reset deleted %s from %s",
+            ", ".join(f"{count} {table}" for table, count in deleted.items()),
+            store.path,
+        )
 
     url = url_of(sock)
 
     def on_ready() -> None:
         logger.info(
-            "moesif-agent collector listening on %s (db %s, config %s, rules %s, app ids %s); "
-            "event viewer at %s/",
+            "moesif-agent collector listening on %s (db %s, %s, config %s, rules %s, "
+            "app ids %s); event viewer at %s/",
             url,
             store.path,
+            _describe(retention),
             documents.config.path or "default",
             documents.rules.path or "default",
             ", ".join(args.app_id) if args.app_id else "any",
@@ -143,10 +221,10 @@ def main(argv: list[str]) -> int:
     # default) for the loop. A shorter interval keeps the pipeline moving. This process is
     # the collector, so the interpreter-wide setting is ours to make.
     sys.setswitchinterval(0.001)
-    server = ReadyServer(
-        server_config(create_app(store, documents, args.app_id), access_log=args.access_log),
-        on_ready,
-    )
+    hosts = HostPolicy(args.host, args.allow_host)
+    app = create_app(store, documents, args.app_id, hosts)
+    server = ReadyServer(server_config(app, access_log=args.access_log), on_ready)
+    progress = None if args.quiet else Progress(store.activity, sys.stderr)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # uvicorn handles signals while it serves and re-raises them once it has stopped;
@@ -154,9 +232,13 @@ def main(argv: list[str]) -> int:
         server.should_exit = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if progress is not None:
+        progress.start()
     try:
         server.run(sockets=[sock])
     finally:
+        if progress is not None:
+            progress.stop()
         sock.close()
         store.close()
         if ready_file is not None:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -22,6 +22,7 @@ from ._errors import ClientError
 from ._store import COMPANIES, SUBSCRIPTIONS, USERS, Profile, Store
 from ._timefmt import now_micros
 
+T = TypeVar("T")
 _JSON_WHITESPACE = " \t\n\r"
 # Bodies up to this size (decompressed) are parsed on the event loop, which stalls it for a
 # few milliseconds but saves a thread hop per request; larger ones go to a worker thread.
@@ -113,20 +114,20 @@ def _prepare(spec: Ingest, raw: bytes, coding: str | None, limit: int) -> list[A
         raise ClientError(400, "request body JSON is nested too deeply") from None
 
 
-async def _on_writer(store: Store, fn: Callable[[], int]) -> int:
+async def on_writer(store: Store, fn: Callable[[], T]) -> T:
     """Run ``fn`` on the store's writer thread and wait for it without blocking the loop."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[int] = loop.create_future()
+    future: asyncio.Future[T] = loop.create_future()
 
-    def settle(result: int | None, error: BaseException | None) -> None:
+    def settle(result: T | None, error: BaseException | None) -> None:
         if future.done():
             return
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(result or 0)
+            future.set_result(cast(T, result))  # None only when fn returned None
 
-    def done(result: int | None, error: BaseException | None) -> None:
+    def done(result: T | None, error: BaseException | None) -> None:
         try:
             loop.call_soon_threadsafe(settle, result, error)
         except RuntimeError:  # the loop has closed: nobody is waiting for the answer
@@ -150,5 +151,5 @@ async def ingest(store: Store, spec: Ingest, request: Request) -> tuple[int, int
             pass  # a small gzip body that inflates beyond the inline size
     if rows is None:
         rows = await run_in_threadpool(_prepare, spec, raw, coding, spec.limit)
-    stored = await _on_writer(store, partial(spec.write, store, rows))
+    stored = await on_writer(store, partial(spec.write, store, rows))
     return len(rows), stored

@@ -1,6 +1,6 @@
 """Read API query strings -> SQL conditions, one table of filters per resource.
 
-``GET /api/events?verb=POST&status=5xx&route=^/items&time__gt=2024-02-06T00:00:00Z&limit=50``
+``GET /api/events?verb=POST&status=5xx&route=/items/{id}&q=timeout&time__gt=2024-02-06T00:00:00Z``
 Every filter is validated; a bad value is a 400 that names the filter and what to write.
 """
 
@@ -50,12 +50,23 @@ def _status(name: str, value: str) -> Condition:
     return "status BETWEEN ? AND ?", [low, low + 99]
 
 
-def _route(name: str, value: str) -> Condition:
+def _path(name: str, value: str) -> Condition:
     try:
         re.compile(value)
     except re.error as exc:
         raise _bad(name, f"{value[:64]!r} is not a valid regular expression ({exc})") from None
     return "path REGEXP ?", [value]
+
+
+def _search(name: str, value: str) -> Condition:
+    """Words to find in the URI, headers or bodies: each whitespace-separated term must
+    occur, as a phrase of its words (``items/42`` finds "items" then "42"), the last word of
+    each term as a prefix. Quoted for FTS5, so no input is FTS5 syntax."""
+    terms = [term for term in value.split() if any(c.isalnum() for c in term)]
+    if not terms:
+        raise _bad(name, f"{value[:32]!r} has no word to search for (letters or digits)")
+    expression = " AND ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+    return "id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)", [expression]
 
 
 def _blocked(name: str, value: str) -> Condition:
@@ -114,7 +125,9 @@ EVENTS = Resource(
     filters={
         "verb": _verb,
         "status": _status,
-        "route": _route,
+        "route": _equals("route"),
+        "path": _path,
+        "q": _search,
         "user_id": _equals("user_id"),
         "company_id": _equals("company_id"),
         "blocked": _blocked,
@@ -201,27 +214,47 @@ def _decode_cursor(resource: Resource, value: str) -> tuple[int, ...]:
         raise _bad("cursor", f"not a cursor; {problem}") from None
 
 
-def parse_query(resource: Resource, params: Mapping[str, list[str]]) -> ListQuery:
-    """Validated conditions for a list request; ``params`` maps each name to all its values."""
+@dataclass(frozen=True)
+class Filters:
+    """The conditions of a request's filters, and the values of its other parameters."""
+
+    where: list[str]
+    params: list[Any]
+    options: dict[str, str]
+
+
+def parse_filters(
+    resource: Resource, params: Mapping[str, list[str]], path: str, options: tuple[str, ...]
+) -> Filters:
+    """Validated conditions for ``resource``'s filters in ``params`` (each name mapped to all
+    its values); the names in ``options`` are left to the caller, anything else is a 400."""
     where: list[str] = []
     args: list[Any] = []
-    after = None
-    limit = DEFAULT_LIMIT
+    found: dict[str, str] = {}
     for name, values in params.items():
         if len(values) != 1:
             raise _bad(name, "give it once")
-        value = values[0]
-        if name == "limit":
-            if not value.strip().isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-                raise _bad(name, f"{value[:32]!r} is not an integer from 1 to {MAX_LIMIT}")
-            limit = int(value)
-        elif name == "cursor":
-            after = _decode_cursor(resource, value)
+        if name in options:
+            found[name] = values[0]
         elif name in resource.filters:
-            clause, clause_args = resource.filters[name](name, value)
+            clause, clause_args = resource.filters[name](name, values[0])
             where.append(clause)
             args.extend(clause_args)
         else:
-            known = ", ".join([*resource.filters, "limit", "cursor"])
-            raise _bad(name, f"unknown filter for /api/{resource.name}; known: {known}")
-    return ListQuery(where, args, after, limit)
+            known = ", ".join([*resource.filters, *options])
+            raise _bad(name, f"unknown filter for {path}; known: {known}")
+    return Filters(where, args, found)
+
+
+def parse_query(resource: Resource, params: Mapping[str, list[str]]) -> ListQuery:
+    """Validated conditions for a list request; ``params`` maps each name to all its values."""
+    filters = parse_filters(resource, params, f"/api/{resource.name}", ("limit", "cursor"))
+    limit = DEFAULT_LIMIT
+    value = filters.options.get("limit")
+    if value is not None:
+        if not value.strip().isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+            raise _bad("limit", f"{value[:32]!r} is not an integer from 1 to {MAX_LIMIT}")
+        limit = int(value)
+    cursor = filters.options.get("cursor")
+    after = None if cursor is None else _decode_cursor(resource, cursor)
+    return ListQuery(filters.where, filters.params, after, limit)

@@ -1,20 +1,25 @@
 """The collector's SQLite schema and its versions (``PRAGMA user_version``).
 
-A new version appends its statements to ``_MIGRATIONS``; a database written by a newer
+A new version appends its steps to ``_MIGRATIONS``; a database written by a newer
 collector is refused rather than misread.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+from ._derive import route_of, search_text
 from ._errors import StoreError
+from ._timefmt import parse_iso
+from ._validate import uri_path
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE events (
@@ -77,8 +82,69 @@ CREATE TABLE subscriptions (
 );
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# Version 2: the dashboard. Each event's route template, duration (microseconds) and weight
+# become columns, covered by two indexes that hold every column the endpoint summary and the
+# time series read, so both scan an index and never the events themselves. events_time keeps
+# time first (the list's order). Full-text search is an FTS5 index over events.search (the
+# URI, headers and bodies as text); a trigger indexes each new event, and the store deletes
+# index entries itself before it deletes events (a delete trigger would re-tokenise every
+# event when all data is cleared).
+_V2_COLUMNS = """
+ALTER TABLE events ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN duration INTEGER;
+ALTER TABLE events ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN search TEXT NOT NULL DEFAULT '';
+"""
+_V2_INDEXES = """
+DROP INDEX events_time;
+CREATE INDEX events_time ON events (time, status, duration, weight);
+CREATE INDEX events_endpoint ON events (route, verb, duration, weight, status, time);
+CREATE VIRTUAL TABLE events_fts USING fts5(
+    search, content='events', content_rowid='id', columnsize=0
+);
+CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts (rowid, search) VALUES (new.id, new.search);
+END;
+INSERT INTO events_fts (events_fts) VALUES ('rebuild');
+"""
+
+
+def _derive_v2(conn: sqlite3.Connection) -> None:
+    """Fill the version 2 columns of events stored by version 1."""
+    rows = conn.execute("SELECT id, data FROM events").fetchall()
+    updates = []
+    for event_id, data in rows:
+        event = json.loads(data)
+        request, response = event["request"], event.get("response")
+        duration = None
+        if response is not None:
+            end, start = parse_iso(response["time"]), parse_iso(request["time"])
+            duration = None if end is None or start is None else end - start
+        route = route_of(uri_path(request["uri"]), event.get("metadata"))
+        text = search_text(request["uri"], request, response)
+        updates.append((route, duration, event.get("weight", 1), text, event_id))
+    conn.executemany(
+        "UPDATE events SET route = ?, duration = ?, weight = ?, search = ? WHERE id = ?", updates
+    )
+
+
+Step = str | Callable[[sqlite3.Connection], None]
+_MIGRATIONS: dict[int, list[Step]] = {
+    1: [_SCHEMA_V1],
+    2: [_V2_COLUMNS, _derive_v2, _V2_INDEXES],
+}
 _OUR_TABLES = frozenset({"events", "actions", "users", "companies", "subscriptions"})
+
+
+def _statements(script: str) -> list[str]:
+    """``script`` cut into statements (a trigger's body holds semicolons of its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -102,10 +168,13 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for step in _MIGRATIONS[target]:
+                if isinstance(step, str):
+                    for statement in _statements(step):
+                        conn.execute(statement)
+                else:
+                    step(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -18,6 +18,8 @@ import httpx
 import uvicorn
 
 from ._app import create_app
+from ._retention import Retention
+from ._security import HostPolicy, warn_if_exposed
 from ._store import Store
 from ._watch import RemoteDocuments
 
@@ -88,7 +90,9 @@ class LocalCollector:
     ``X-Moesif-Application-Id`` values. ``port`` 0 (the default) takes any free port; another
     value gives a stable address (``port=8787`` for the viewer of a demo), and ``start()``
     raises ``OSError`` when that port is taken, so the caller can fall back to ``port=0``.
-    The readers (``events()``, ``stats()``...) use the read API over HTTP.
+    ``retention`` bounds what the database keeps (the command line's defaults);
+    ``allowed_hosts`` are host names the viewer and read API answer besides addresses and
+    ``localhost``. The readers (``events()``, ``stats()``...) use the read API over HTTP.
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class LocalCollector:
         host: str = "127.0.0.1",
         port: int = 0,
         start_timeout: float = 10.0,
+        retention: Retention | None = None,
+        allowed_hosts: Collection[str] = (),
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port!r} is not a port number (0-65535; 0: any free port)")
@@ -110,6 +116,8 @@ class LocalCollector:
         self._rules_path = rules_path
         self._host = host
         self._port = port
+        self._retention = retention
+        self._hosts = HostPolicy(host, allowed_hosts)
         self._start_timeout = start_timeout
         self._lock = threading.Lock()
         self._tmpdir: str | None = None
@@ -153,13 +161,14 @@ class LocalCollector:
                 exc.errno, f"cannot listen on {self._host}:{self._port}: {exc.strerror}"
             ) from None
         self.url = url_of(self._socket)
+        warn_if_exposed(self._host)
         documents = RemoteDocuments(self._config_path, self._rules_path)
         db_path = self._db_path
         if db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="moesif-collector-")
             db_path = Path(self._tmpdir, "collector.db")
-        self._store = Store(db_path)
-        app = create_app(self._store, documents, self.app_ids)
+        self._store = Store(db_path, self._retention)
+        app = create_app(self._store, documents, self.app_ids, self._hosts)
         ready = threading.Event()
         self._server = ReadyServer(server_config(app), on_ready=ready.set)
         self._thread = threading.Thread(
@@ -252,6 +261,15 @@ class LocalCollector:
         """``/api/stats``: counts of events, actions, users, companies, subscriptions..."""
         result: dict[str, Any] = self._get("/api/stats")
         return result
+
+    def clear(self) -> dict[str, int]:
+        """Delete everything stored (``DELETE /api/data``); counts of what went, by table."""
+        if self._client is None:
+            raise RuntimeError("the collector is not running")
+        response = self._client.delete("/api/data")
+        response.raise_for_status()
+        deleted: dict[str, int] = response.json()["deleted"]
+        return deleted
 
 
 def _param(value: Any) -> str:

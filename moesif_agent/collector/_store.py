@@ -17,17 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import _reads as reads
+from . import _retention
 from ._errors import StoreError
-from ._schema import migrate
+from ._opening import connect, open_database
+from ._retention import Retention
 from ._validate import ActionRow, EventRow
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ T = TypeVar("T")
 Job = tuple[Callable[[], Any], Callable[[Any, "BaseException | None"], None]]
 
 _CHECKPOINT_SECONDS = 0.5
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_TRIM_SECONDS = 60.0  # how often rows that grew too old are looked for
 # Bound variables per statement: 32766 since SQLite 3.32, 999 before.
 _MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
@@ -56,14 +57,6 @@ SUBSCRIPTIONS = Profile("subscriptions", "subscription_id", ("company_id", "stat
 PROFILES = {p.table: p for p in (USERS, COMPANIES, SUBSCRIPTIONS)}
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a list: the items as JSON texts (store fields added) and the next cursor."""
-
-    items: list[str]
-    next_key: tuple[int, ...] | None
-
-
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Recursive merge as the spec describes profile updates: objects merge, anything else
     given in ``update`` replaces. Neither argument is modified."""
@@ -80,46 +73,23 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-@lru_cache(maxsize=64)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _regexp(pattern: str, value: str | None) -> bool:
-    # SQLite evaluates "value REGEXP pattern" as regexp(pattern, value).
-    return value is not None and _compiled(pattern).search(value) is not None
-
-
 class Store:
     """The collector's database at ``path`` (created with its directory when missing)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, retention: Retention | None = None) -> None:
         self.path = Path(path).expanduser().resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention = retention or Retention()
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        try:
-            self._writer = self._connect()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the collector database {self.path}: {exc}") from None
-        try:
-            self._writer.execute("PRAGMA journal_mode=WAL")
-            self._writer.execute("PRAGMA synchronous=NORMAL")
-            self._writer.execute("PRAGMA wal_autocheckpoint=0")
-            self._writer.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
-            migrate(self._writer, self.path)
-        except sqlite3.DatabaseError as exc:
-            self._writer.close()
-            raise StoreError(
-                f"{self.path} is not a usable SQLite database ({exc}); "
-                "point --db at a new file or a collector database"
-            ) from None
-        except StoreError:
-            self._writer.close()
-            raise
+        self._writer = open_database(self.path)
+        # Row counts of the trimmed tables, kept up to date by every write: counting a
+        # million rows after each batch would cost more than the batch.
+        self._counts = {table: _retention.count(self._writer, table) for table in _retention.TABLES}
+        self._trim_pending = False
+        self.activity = Activity()
         self._stopping = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="moesif-collector-checkpoint", daemon=True
@@ -132,6 +102,7 @@ class Store:
             target=self._writer_loop, name="moesif-collector-writer", daemon=True
         )
         self._writer_thread.start()
+        self._schedule_trim()
 
     def submit(
         self, fn: Callable[[], T], done: Callable[[T | None, BaseException | None], None]
@@ -161,22 +132,20 @@ class Store:
                 logger.exception("collector write callback failed")
 
     def _checkpoint_loop(self) -> None:
-        conn = self._connect()
+        conn = connect(self.path)
+        rounds_per_trim = round(_TRIM_SECONDS / _CHECKPOINT_SECONDS)
         try:
+            rounds = 0
             while not self._stopping.wait(_CHECKPOINT_SECONDS):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:  # busy or transient: the next round retries
                     logger.debug("collector checkpoint of %s failed: %s", self.path, exc)
+                rounds += 1
+                if self.retention.max_age is not None and rounds % rounds_per_trim == 0:
+                    self._schedule_trim()
         finally:
             conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA busy_timeout=10000")
-        return conn
 
     def close(self) -> None:
         """Finish queued writes, checkpoint and close every connection; idempotent."""
@@ -246,20 +215,71 @@ class Store:
     def add_events(self, rows: Sequence[EventRow]) -> int:
         """Store events; those whose transaction_id is already stored are skipped. Returns
         how many were new."""
-        return self._insert(
+        stored = self._insert(
             "INSERT OR IGNORE INTO events (transaction_id, time, verb, status, path, user_id, "
-            "company_id, blocked_by, direction, received_at, data) VALUES ",
-            11,
+            "company_id, blocked_by, direction, received_at, data, route, duration, weight, "
+            "search) VALUES ",
+            15,
             rows,
         )
+        if rows:
+            last = rows[-1]
+            self.activity.note(stored, last[3], last[2], last[11])
+        self._inserted("events", stored)
+        return stored
 
     def add_actions(self, rows: Sequence[ActionRow]) -> int:
-        return self._insert(
+        stored = self._insert(
             "INSERT OR IGNORE INTO actions (transaction_id, time, action_name, user_id, "
             "company_id, received_at, data) VALUES ",
             7,
             rows,
         )
+        self._inserted("actions", stored)
+        return stored
+
+    # Retention
+
+    def _inserted(self, table: str, count: int) -> None:
+        with self._write_lock:
+            self._counts[table] += count
+            over = self._counts[table] - (self.retention.max_events or self._counts[table])
+        if over > self.retention.slack():
+            self._schedule_trim()
+
+    def _schedule_trim(self) -> None:
+        with self._write_lock:
+            if self._trim_pending:
+                return
+            self._trim_pending = True
+        try:
+            self.submit(self._trim, self._trimmed)
+        except StoreError:  # closing: the next start trims
+            pass
+
+    def _trim(self) -> bool:
+        with self._write_lock:
+            return _retention.trim(self._writer, self._counts, self.retention)
+
+    def _trimmed(self, more: bool | None, error: BaseException | None) -> None:
+        with self._write_lock:
+            self._trim_pending = False
+        if error is not None:
+            logger.warning("collector could not trim %s: %s", self.path, error)
+        elif more:
+            self._schedule_trim()  # behind the writes queued meanwhile
+
+    def clear(self) -> dict[str, int]:
+        """Delete everything stored; counts of what went, by table."""
+        with self._write_lock:
+            deleted = _retention.clear(self._writer)
+            self._counts = dict.fromkeys(_retention.TABLES, 0)
+        return deleted
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system (slow on a big database)."""
+        with self._write_lock:
+            self._writer.execute("VACUUM")
 
     def merge_profiles(self, profile: Profile, items: Sequence[dict[str, Any]], now: int) -> int:
         """Create or recursively merge each item into the stored profile with the same key,
@@ -305,80 +325,33 @@ class Store:
             with self._readers_lock:
                 if self._closed:
                     raise StoreError("the collector database is closed")
-                conn = self._connect()
+                conn = connect(self.path)
                 conn.execute("PRAGMA query_only=1")
-                conn.create_function("regexp", 2, _regexp, deterministic=True)
+                conn.create_function("regexp", 2, reads.regexp, deterministic=True)
                 self._readers.append(conn)
             self._local.conn = conn
         return conn
 
-    def page(
-        self,
-        table: str,
-        order: tuple[str, ...],
-        where: Sequence[str],
-        params: Sequence[Any],
-        after: tuple[int, ...] | None,
-        limit: int,
-        extra: str,
-    ) -> Page:
-        """Rows of ``table`` newest first by ``order`` (descending), after cursor ``after``.
-
-        ``extra`` is a SQL expression producing the JSON text of the store fields to add to
-        each item (``,"_id":1,...``).
-        """
-        clauses = list(where)
-        args = list(params)
-        if after is not None:
-            clauses.append(f"({', '.join(order)}) < ({', '.join('?' * len(order))})")
-            args.extend(after)
-        sql = f"SELECT {', '.join(order)}, data, {extra} FROM {table}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY " + ", ".join(f"{c} DESC" for c in order) + " LIMIT ?"
-        args.append(limit + 1)
-        rows = self._reader().execute(sql, args).fetchall()
-        width = len(order)
-        items = [_with_fields(row[width], row[width + 1]) for row in rows[:limit]]
-        next_key = tuple(rows[limit - 1][:width]) if len(rows) > limit else None
-        return Page(items, next_key)
-
-    def get(self, table: str, column: str, value: Any, extra: str) -> str | None:
-        row = (
-            self._reader()
-            .execute(f"SELECT data, {extra} FROM {table} WHERE {column} = ?", (value,))
-            .fetchone()
-        )
-        return None if row is None else _with_fields(row[0], row[1])
+    def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` on this thread's reader connection (``_reads``)."""
+        return fn(self._reader(), *args)
 
     def stats(self) -> dict[str, Any]:
-        conn = self._reader()
-        counts: dict[str, Any] = {}
-        conn.execute("BEGIN")  # one snapshot for all counts
-        try:
-            for table in ("events", "actions", "users", "companies", "subscriptions"):
-                counts[table] = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            by_status: dict[str, int] = {}
-            for group, count in conn.execute(
-                "SELECT CASE WHEN status IS NULL THEN 'no_response' "
-                "WHEN status BETWEEN 100 AND 599 THEN (status / 100) || 'xx' "
-                "ELSE 'other' END AS grp, COUNT(*) FROM events GROUP BY grp ORDER BY grp"
-            ):
-                by_status[group] = count
-            counts["events_by_status"] = by_status
-            counts["blocked"] = conn.execute(
-                "SELECT COUNT(*) FROM events WHERE blocked_by IS NOT NULL"
-            ).fetchone()[0]
-        finally:
-            conn.execute("COMMIT")
-        return counts
+        return self.read(reads.stats)
+
+
+class Activity:
+    """What arrived since the store opened, for the command line's progress line. Written
+    by the writer thread, read by another: each field is replaced, never mutated."""
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.last: tuple[int | None, str, str] | None = None  # status, verb, route
+
+    def note(self, stored: int, status: int | None, verb: str, route: str) -> None:
+        self.stored += stored
+        self.last = (status, verb, route)
 
 
 def _column(value: Any) -> str | None:
     return value if type(value) is str else None
-
-
-def _with_fields(data: str, fields: str) -> str:
-    # Stored items are JSON objects ("{...}"), never empty: splice the store's fields in
-    # rather than parsing and re-encoding every item of a page.
-    return data[:-1] + fields + "}"

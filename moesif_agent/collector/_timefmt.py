@@ -86,3 +86,13 @@ def _parse_general(value: str) -> int | None:
 
 def now_micros() -> int:
     return time.time_ns() // 1000
+
+
+def format_iso(micros: int) -> str:
+    """``2024-02-06T04:45:42.914Z``: milliseconds, as agents send times (microseconds when
+    the time has them)."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if fraction % 1000:
+        return f"{stamp}.{fraction:06d}Z"
+    return f"{stamp}.{fraction // 1000:03d}Z"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._body import too_large
+from ._derive import route_of, search_text
 from ._errors import ClientError
 from ._timefmt import parse_iso
 
@@ -40,9 +41,23 @@ _CAMPAIGN_FIELDS = (
 )
 
 # (transaction_id, time, verb, status, path, user_id, company_id, blocked_by, direction,
-#  received_at, data)
+#  received_at, data, route, duration (microseconds), weight, search)
 EventRow = tuple[
-    str | None, int, str, int | None, str, str | None, str | None, str | None, str | None, int, str
+    str | None,
+    int,
+    str,
+    int | None,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str,
+    str,
+    int | None,
+    int,
+    str,
 ]
 # (transaction_id, time, action_name, user_id, company_id, received_at, data)
 ActionRow = tuple[str | None, int, str, str | None, str | None, int, str]
@@ -228,12 +243,14 @@ def _event(item: object, text: str, received_at: int) -> EventRow:
     _optional_strings(request, "request.", ("api_version", "ip_address"))
     if request.get("transfer_encoding") not in _PLAIN_BODY:
         _body(request, "request")
-    status = None
+    status = duration = None
     response = item.get("response")
     if response is not None:
         if type(response) is not dict:
             raise _wrong("response", "an object", response)
-        _time(response, "time", "response.time", True)
+        response_time = _time(response, "time", "response.time", True)
+        assert response_time is not None
+        duration = response_time - request_time
         status = response.get("status")
         if type(status) is not int or not 0 <= status <= 999:
             if type(status) is int:
@@ -263,18 +280,23 @@ def _event(item: object, text: str, received_at: int) -> EventRow:
     if weight is not None and (type(weight) is not int or weight < 0):
         raise _wrong("weight", "a non-negative integer", weight)
     transaction_id, user_id, company_id, blocked_by = _columns(item, _EVENT_COLUMNS)
+    path = uri_path(uri)
     return (
         transaction_id,
         request_time,
         verb.upper(),
         status,
-        uri_path(uri),
+        path,
         user_id,
         company_id,
         blocked_by,
         direction,
         received_at,
         _sized(text, "event"),
+        route_of(path, metadata),
+        duration,
+        1 if weight is None else weight,
+        search_text(uri, request, response),
     )
 
 

@@ -3,8 +3,9 @@ collector runs, with content-derived ETags.
 
 A request costs one ``os.stat`` per file; the file is re-read when its signature changes, and
 also while it was modified within the last two seconds (file times can be coarser than two
-quick edits). A file that does not parse keeps the last good document and is logged once per
-distinct content.
+quick edits). Each version is checked field by field (``_documents``): a file that does not
+parse or has a wrong field keeps the last good document in force and is logged once per
+distinct content, naming the file and the field.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ._documents import DocumentError, check_config, check_rules
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +44,22 @@ def _signature(stat: os.stat_result) -> tuple[int, ...]:
 class WatchedJSON:
     """One JSON document: the file at ``path`` if given, else ``default``.
 
-    ``expected`` is the required top-level type (``dict`` for config, ``list`` for rules).
+    ``expected`` is the required top-level type (``dict`` for config, ``list`` for rules);
+    ``check`` raises DocumentError for a wrong field.
     """
 
-    def __init__(self, name: str, path: str | Path | None, default: Any, expected: type) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: str | Path | None,
+        default: Any,
+        expected: type,
+        check: Callable[[Any], None],
+    ) -> None:
         self.name = name
         self.path = None if path is None else Path(path).expanduser().resolve()
         self.expected = expected
+        self.check = check
         self._lock = threading.Lock()
         self._signature: tuple[int, ...] | None = None
         self._raw_digest: bytes | None = None
@@ -82,6 +95,10 @@ class WatchedJSON:
         if type(document) is not self.expected:
             want = "an object" if self.expected is dict else "an array"
             return f"must hold {want} at the top level, not {type(document).__name__}"
+        try:
+            self.check(document)
+        except DocumentError as exc:
+            return f"is invalid: {exc}"
         self._set(document)
         return None
 
@@ -131,8 +148,8 @@ class RemoteDocuments:
     """The config and rules documents and the ETag of the pair (``X-Moesif-Config-ETag``)."""
 
     def __init__(self, config_path: str | Path | None, rules_path: str | Path | None) -> None:
-        self.config = WatchedJSON("config", config_path, DEFAULT_CONFIG, dict)
-        self.rules = WatchedJSON("rules", rules_path, DEFAULT_RULES, list)
+        self.config = WatchedJSON("config", config_path, DEFAULT_CONFIG, dict, check_config)
+        self.rules = WatchedJSON("rules", rules_path, DEFAULT_RULES, list, check_rules)
         self._pair: tuple[str, str] | None = None
         self._pair_etag = ""
 

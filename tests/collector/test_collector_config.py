@@ -138,7 +138,7 @@ def test_a_malformed_file_keeps_the_last_good_version_and_is_logged_once(
     assert reason in warnings[0]
     assert "serving the last good version" in warnings[0]
 
-    fixed: Any = {"sample_rate": 7} if which == "config" else [RULE, RULE]
+    fixed: Any = {"sample_rate": 7} if which == "config" else [RULE, {**RULE, "_id": "other"}]
     path.write_text(json.dumps(fixed))
     assert watched.get(f"/v1/{which}").json() == fixed
 
@@ -168,3 +168,75 @@ def test_a_malformed_file_at_startup_is_an_error(
         LocalCollector(config_path=config).start()
     with pytest.raises(WatchError, match="cannot read the rules file"):
         LocalCollector(rules_path=tmp_path / "missing.json").start()
+
+
+BAD_FIELDS = [
+    ("config", {"sample_rate": "50"}, "sample_rate must be an integer from 0 to 100"),
+    (
+        "config",
+        {"sample_rate": 101},
+        "sample_rate must be an integer from 0 to 100 (a percentage), not 101",
+    ),
+    ("config", {"user_sample_rate": {"u1": 1.5}}, "user_sample_rate.u1 must be an integer"),
+    (
+        "config",
+        {
+            "regex_config": [
+                {"conditions": [{"path": "request.route", "value": "(bad"}], "sample_rate": 0}
+            ]
+        },
+        "regex_config[0].conditions[0].value is not a valid regular expression",
+    ),
+    ("config", {"regex_config": [{"conditions": []}]}, "regex_config[0].sample_rate must be"),
+    (
+        "config",
+        {"user_rules": {"u1": [{"values": {}}]}},
+        "user_rules.u1[0].rules must be a rule _id",
+    ),
+    ("rules", [{**RULE, "_id": ""}], "[0]._id must be a non-empty string"),
+    ("rules", [RULE, RULE], f"[1]._id '{RULE['_id']}' is the _id of an earlier rule too"),
+    ("rules", [{**RULE, "type": "ip"}], "[0].type must be one of regex, user, company, not 'ip'"),
+    ("rules", [{**RULE, "block": "yes"}], "[0].block must be true or false, not a string"),
+    (
+        "rules",
+        [{**RULE, "response": {"status": "429"}}],
+        "[0].response.status must be an HTTP status (100-599), not a string",
+    ),
+    ("rules", [{**RULE, "response": None}], "[0].response is required when block is true"),
+    ("rules", ["rule"], "[0] must be an object (a governance rule), not a string"),
+]
+
+
+@pytest.mark.parametrize(("which", "document", "message"), BAD_FIELDS)
+def test_a_wrong_field_at_startup_names_the_file_and_the_field(
+    which: str, document: Any, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / f"{which}.json"
+    path.write_text(json.dumps(document))
+    collector = LocalCollector(
+        config_path=path if which == "config" else None,
+        rules_path=path if which == "rules" else None,
+    )
+    with pytest.raises(WatchError) as raised:
+        collector.start()
+    assert str(raised.value).startswith(f"the {which} file {path} is invalid: {message}")
+
+
+def test_a_wrong_field_on_reload_keeps_the_last_good_version_logged_once_per_version(
+    files: tuple[Path, Path], watched: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = files[0]
+    with caplog.at_level(logging.WARNING, logger="moesif_agent.collector"):
+        config.write_text(json.dumps({"sample_rate": 500}))
+        first = [watched.get("/v1/config").json() for _ in range(3)]
+        config.write_text(json.dumps({"sample_rate": 50, "user_sample_rate": []}))
+        second = [watched.get("/v1/config").json() for _ in range(3)]
+
+    assert first == second == [{"sample_rate": 50}] * 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"config file {config} is invalid: sample_rate must be an integer from 0 to 100 "
+        "(a percentage), not 500; serving the last good version",
+        f"config file {config} is invalid: user_sample_rate must be an object of id -> "
+        "sample rate, not an array; serving the last good version",
+    ]
