@@ -36,7 +36,6 @@ from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from moesif_agent import _guard
 from moesif_agent._exchange import Body
-from moesif_agent._policy import Block, Plan, Policy
 from moesif_agent.integrations.django import MoesifMiddleware, _StreamTee
 from tests.integrations.django_test_project import middleware as fake_auth
 from tests.integrations.django_test_project.views import STATE
@@ -448,46 +447,62 @@ async def test_async_callbacks_may_be_coroutines(project: Project) -> None:
 
 
 # Governance -----------------------------------------------------------------------------------
+# The policy comes the way it does in production: the recorder serves /v1/config and /v1/rules,
+# one request starts the agent, and its worker fetches both before it answers a flush.
+
+WARM_UP = "/warm-up"  # no such route: a 404 whose only purpose is to start the agent
 
 
-class BlockEverything(Policy):
-    def __init__(self) -> None:
-        super().__init__()
-        self.trivial = False
-        self.needs_identity = True
-        self.needs_body = False
-
-    def begin(self, ex: Any, body: bytes | None = None) -> Plan:
-        headers = [("Content-Type", "application/json"), ("X-Rule", "quota")]
-        return Plan(block=Block(429, headers, b'{"error": "over quota"}', "rule-1"))
+def _serve_rules(project: Project, config: Any, rules: Any, **options: Any) -> None:
+    project.recorder.serve_config(config, rules)
+    project.configure(**options)
+    Client().get(WARM_UP)
+    _forget_warm_up(project)
 
 
-class AddHeaders(Policy):
-    def __init__(self) -> None:
-        super().__init__()
-        self.trivial = False
-        self.needs_identity = False
-        self.needs_body = False
-
-    def begin(self, ex: Any, body: bytes | None = None) -> Plan:
-        return Plan(capture=False, headers=[("X-Quota-Remaining", "5")])
+async def _aserve_rules(project: Project, config: Any, rules: Any, **options: Any) -> None:
+    project.recorder.serve_config(config, rules)
+    project.configure(**options)
+    await AsyncClient().get(WARM_UP)
+    _forget_warm_up(project)
 
 
-def _identify_calls(project: Project) -> list[Any]:
+def _forget_warm_up(project: Project) -> None:
+    assert project.agent.flush(timeout=10)  # config and rules are fetched first
+    project.recorder.received.clear()
+
+
+QUOTA_RULES = [
+    {
+        "_id": "rule-1",
+        "type": "user",
+        "block": True,
+        "response": {
+            "status": 429,
+            "headers": {"X-Rule": "quota"},
+            "body": {"error": "over quota"},
+        },
+    }
+]
+QUOTA_CONFIG = {"user_rules": {"blocked-user": [{"rules": "rule-1", "values": {}}]}}
+
+
+def _identify_calls() -> tuple[list[Any], Callable[[Any, Any], str | None]]:
     calls: list[Any] = []
 
-    def identify_user(request: Any, response: Any) -> str:
+    def identify_user(request: Any, response: Any) -> str | None:
+        if request.path == WARM_UP:
+            return None
         calls.append(response)
         return "blocked-user"
 
-    project.configure(identify_user=identify_user)
-    project.agent.policy = BlockEverything()
-    return calls
+    return calls, identify_user
 
 
 def _assert_blocked(project: Project, response: Any, calls: list[Any]) -> None:
     assert response.status_code == 429
-    assert response.content == b'{"error": "over quota"}'
+    assert response.json() == {"error": "over quota"}
+    assert response.headers["Content-Type"] == "application/json"
     assert response.headers["X-Rule"] == "quota"
     assert response.headers["X-Moesif-Transaction-Id"]
     assert STATE.calls == 0  # the view never ran
@@ -501,23 +516,51 @@ def _assert_blocked(project: Project, response: Any, calls: list[Any]) -> None:
 
 
 def test_a_blocking_rule_answers_without_calling_the_view(project: Project) -> None:
-    calls = _identify_calls(project)
+    calls, identify_user = _identify_calls()
+    _serve_rules(project, QUOTA_CONFIG, QUOTA_RULES, identify_user=identify_user)
     _assert_blocked(project, Client().get("/items/1"), calls)
 
 
 @pytest.mark.anyio
 async def test_a_blocking_rule_answers_without_calling_the_async_view(project: Project) -> None:
-    calls = _identify_calls(project)
+    calls, identify_user = _identify_calls()
+    await _aserve_rules(project, QUOTA_CONFIG, QUOTA_RULES, identify_user=identify_user)
     _assert_blocked(project, await AsyncClient().get("/async/items/1"), calls)
 
 
+HEADER_RULES = [
+    {
+        "_id": "quota-headers",
+        "type": "regex",
+        "block": False,
+        "regex_config": [{"conditions": [{"path": "request.route", "value": "^/echo$"}]}],
+        "response": {"headers": {"X-Quota-Remaining": "5"}},
+    }
+]
+# Requests marked "X-Sample: none" are sampled out before the view runs: capture is turned off.
+DROP_CONFIG = {
+    "regex_config": [
+        {"conditions": [{"path": "request.headers.x-sample", "value": "^none$"}], "sample_rate": 0}
+    ]
+}
+
+
 def test_rule_headers_are_added_and_capture_can_be_turned_off(project: Project) -> None:
-    project.agent.policy = AddHeaders()
+    _serve_rules(project, DROP_CONFIG, HEADER_RULES)
     response = Client().post("/echo", data=b'{"a": 1}', content_type="application/json")
     assert response.headers["X-Quota-Remaining"] == "5"
     event = project.event()
     assert event["response"]["headers"]["X-Quota-Remaining"] == "5"
-    assert "body" not in event["request"] and "body" not in event["response"]
+    assert event["request"]["body"] == {"a": 1}
+    # Capture off (sampled out before the view): the app and the client see no difference and
+    # nothing is recorded. The real policy turns capture off only for requests it drops.
+    dropped = Client().post(
+        "/echo", data=b'{"a": 1}', content_type="application/json", headers={"X-Sample": "none"}
+    )
+    assert dropped.content == b'{"a": 1}'
+    assert dropped.headers["X-Quota-Remaining"] == "5"
+    assert project.events() == [event]
+    assert project.agent.stats()["sampled_out"] == 1
 
 
 BODY_RULES = [
@@ -543,7 +586,7 @@ def _check_body_rule(project: Project, dropped: Any, kept: Any) -> None:
 
 
 def test_rules_on_the_body_see_it_and_the_view_still_reads_it(project: Project) -> None:
-    project.agent.policy = Policy({}, BODY_RULES)
+    _serve_rules(project, {}, BODY_RULES)
     client = Client()
     dropped = client.post("/echo", {"operationName": "DropAll"}, "application/json")
     kept = client.post("/echo", {"operationName": "Keep"}, "application/json")
@@ -554,7 +597,7 @@ def test_rules_on_the_body_see_it_and_the_view_still_reads_it(project: Project) 
 async def test_rules_on_the_body_see_it_and_the_async_view_still_reads_it(
     project: Project,
 ) -> None:
-    project.agent.policy = Policy({}, BODY_RULES)
+    await _aserve_rules(project, {}, BODY_RULES)
     client = AsyncClient()
     dropped = await client.post("/async/echo", {"operationName": "DropAll"}, "application/json")
     kept = await client.post("/async/echo", {"operationName": "Keep"}, "application/json")

@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from werkzeug.test import Client
 
-from moesif_agent._policy import Policy
 from moesif_agent.integrations.flask import Moesif
 from moesif_agent.integrations.starlette import MoesifMiddleware
 from moesif_agent.integrations.wsgi import MoesifWSGIMiddleware
@@ -61,8 +60,14 @@ CONFIG = {
 BLOCK_BODY = {"error": "quota of 1000 exceeded on the Free plan", "codes": [1, "Free"]}
 
 
-def install(agent: Any) -> None:
-    agent.policy = Policy(CONFIG, RULES, trusted=agent._remote.trusted)
+WARM_UP = "/warm-up"  # a request whose only purpose is to start the agent
+
+
+def fetched(agent: Any, recorder: Recorder) -> None:
+    """Once a first request has started the agent, its worker fetches the config and rules the
+    recorder serves before it answers a flush; the warm-up's event is then forgotten."""
+    assert agent.flush(timeout=10)
+    recorder.received.clear()
 
 
 def check_events(agent: Any, recorder: Recorder) -> dict[str, dict[str, Any]]:
@@ -86,9 +91,13 @@ def test_wsgi_blocked_request_never_reaches_the_app(
         identified.append(environ["PATH_INFO"])
         return environ.get("HTTP_X_USER")
 
+    recorder.serve_config(CONFIG, RULES)
     middleware = MoesifWSGIMiddleware(app, settings, identify_user=identify_user)
-    install(middleware.agent)
     client = Client(middleware)
+    client.get(WARM_UP).close()  # the exchange ends when the server closes the response
+    fetched(middleware.agent, recorder)
+    calls.clear()
+    identified.clear()
     blocked = client.get("/items/blocked", headers={"X-User": "free-user"})
     assert blocked.status_code == 429
     assert json.loads(blocked.data) == BLOCK_BODY
@@ -130,9 +139,11 @@ def test_flask_blocked_request_never_runs_the_view(
         views.append(name)
         return {"name": name}
 
+    recorder.serve_config(CONFIG, RULES)
     moesif = Moesif(app, settings)
-    install(moesif.agent)
     client = app.test_client()
+    client.get(WARM_UP).close()  # the exchange ends when the server closes the response
+    fetched(moesif.agent, recorder)
     credentials = {"Authorization": "Basic " + base64.b64encode(b"free-user:x").decode()}
     blocked = client.get("/items/one", headers=credentials)
     assert (blocked.status_code, blocked.json) == (429, BLOCK_BODY)
@@ -156,15 +167,17 @@ async def test_asgi_blocked_request_never_runs_the_endpoint(
     async def identify_user(request: Request, response: Any) -> str | None:
         return request.headers.get("x-user")
 
+    recorder.serve_config(CONFIG, RULES)
     app = Starlette(routes=[Route("/items/{name}", item, methods=["GET", "POST"])])
     app.add_middleware(MoesifMiddleware, settings={**settings, "identify_user": identify_user})
     app.middleware_stack = app.build_middleware_stack()
     node: Any = app.middleware_stack
     while not isinstance(node, MoesifMiddleware):
         node = node.app
-    install(node.agent)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.example") as client:
+        await client.get(WARM_UP)
+        fetched(node.agent, recorder)
         blocked = await client.get("/items/one", headers={"x-user": "free-user"})
         assert blocked.status_code == 429
         assert blocked.json() == BLOCK_BODY
