@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
+from moesif_agent.collector import LocalCollector
 from moesif_agent.collector._cli import main
 from moesif_agent.collector._errors import StoreError
 from moesif_agent.collector._schema import SCHEMA_VERSION
@@ -136,3 +143,157 @@ def test_creates_the_database_and_its_directory(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def _unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply, even to root (the tests may run
+    as root in a container, where a read-only file would be written all the same)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv, so file permissions do not apply")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def _run(*args: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    command = [*prefix, sys.executable, "-m", "moesif_agent", "collector", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    Store(db).close()
+    db.chmod(0o444)
+    try:
+        result = _run("--port", "0", "--db", str(db), prefix=_unprivileged())
+    finally:
+        db.chmod(0o644)
+    assert result.returncode == 2
+    assert f"cannot write to the collector database {db} (attempt to write a readonly" in (
+        result.stderr
+    )
+    assert f"make the file and its directory {tmp_path} writable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_read_only_directory_is_refused_at_start(tmp_path: Path, existing: bool) -> None:
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    db = directory / "c.db"
+    if existing:
+        Store(db).close()
+    directory.chmod(0o555)
+    try:
+        result = _run("--port", "0", "--db", str(db), prefix=_unprivileged())
+    finally:
+        directory.chmod(0o755)
+    assert result.returncode == 2
+    assert f"cannot write to the collector database {db}" in result.stderr
+    assert db.exists() == existing
+
+
+def test_a_failed_start_leaves_no_database_behind(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "dir" / "c.db"
+    bad_rules = tmp_path / "rules.json"
+    bad_rules.write_text('[{"_id": "r1", "type": "user", "block": true, "response": {}}]')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = _run("--port", port, "--db", str(db))
+    bad = _run("--port", "0", "--db", str(db), "--rules", str(bad_rules))
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    under_a_file = _run("--port", "0", "--db", str(blocked / "c.db"))
+
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert bad.returncode == 2
+    assert f"the rules file {bad_rules} is invalid: [0].response.status must be" in bad.stderr
+    assert under_a_file.returncode == 2
+    assert f"cannot create the directory {blocked}" in under_a_file.stderr
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-age", "soon"], "'soon' is not a duration: write a number and a unit"),
+        (["--max-age", "0.5x"], "is not a duration"),
+        (["--max-events", "-5"], "'-5' is not a number of events (0: no limit)"),
+    ],
+)
+def test_bad_retention_options(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def _reader(stream: IO[str]) -> queue.SimpleQueue[str | None]:
+    """The lines of ``stream`` as they come (None at its end), read by a thread."""
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _spawn_ready(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    ready = tmp_path / f"{name}.ready"
+    proc = _spawn(
+        "--port", "0", "--db", str(tmp_path / f"{name}.db"), "--ready-file", str(ready), *args
+    )
+    return proc, _wait_ready(proc, ready)
+
+
+def test_a_progress_line_while_events_arrive_unless_quiet(tmp_path: Path) -> None:
+    quiet, quiet_url = _spawn_ready(tmp_path, "quiet", "--quiet")
+    loud, loud_url = _spawn_ready(tmp_path, "loud")
+    try:
+        headers = {"X-Moesif-Application-Id": "cli-test"}
+        batch = [make_event(), make_event(), make_event()]
+        batch[-1]["response"]["status"] = 503
+        for url in (quiet_url, loud_url):  # the quiet one first: it has had longer to speak
+            sent = httpx.post(url + "/v1/events/batch", json=batch, headers=headers)
+            assert sent.status_code == 201
+        lines = _reader(loud.stderr)  # type: ignore[arg-type]
+        while (line := lines.get(timeout=30)) is not None and "stored since start" not in line:
+            pass
+        assert line is not None
+        assert line.startswith("collector: 3 events stored since start (")
+        assert line.rstrip().endswith("/s); last: GET /items/{id} 503")
+    finally:
+        for proc in (quiet, loud):
+            proc.send_signal(signal.SIGTERM)
+        _, quiet_err = quiet.communicate(timeout=30)
+        loud.communicate(timeout=30)
+    assert quiet.returncode == 0
+    assert "stored since start" not in quiet_err
+
+
+def test_reset_deletes_what_was_stored(tmp_path: Path) -> None:
+    db = tmp_path / "reset.db"
+    with LocalCollector(db) as collector:
+        httpx.post(
+            collector.url + "/v1/events/batch",
+            json=[make_event(), make_event()],
+            headers={"X-Moesif-Application-Id": "x"},
+        )
+    proc, url = _spawn_ready(tmp_path, "reset", "--reset")
+    try:
+        stats = httpx.get(url + "/api/stats").json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert stats["events"] == 0
+    assert (
+        f"--reset deleted 2 events, 0 actions, 0 users, 0 companies, 0 subscriptions from {db}"
+        in stderr
+    )

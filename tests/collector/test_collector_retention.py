@@ -1,0 +1,101 @@
+"""Retention: the database keeps at most ``max_events`` events and actions, none older than
+``max_age``, and its search index forgets what was deleted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from moesif_agent.collector import LocalCollector
+from moesif_agent.collector import _validate as validate
+from moesif_agent.collector._retention import Retention, parse_duration
+from moesif_agent.collector._store import Store
+from moesif_agent.collector._timefmt import now_micros
+from tests.collector.helpers import APP_ID, make_event, post
+
+DAY = 86_400_000_000
+
+
+def _rows(count: int, received_at: int, word: str = "kept") -> list[Any]:
+    events = [make_event() for _ in range(count)]
+    for event in events:
+        event["response"]["body"] = {"word": word}
+    pairs = [(event, json.dumps(event)) for event in events]
+    return validate.events(pairs, received_at, batch=True)
+
+
+def _sync(store: Store) -> None:
+    """Returns once the writer has run every job queued before this call."""
+    done = threading.Event()
+    store.submit(lambda: None, lambda result, error: done.set())
+    assert done.wait(10)
+
+
+def _check(store: Store) -> list[int]:
+    """The ids left, after FTS5 compared its index with the events (it raises if they
+    disagree)."""
+    conn = store._writer
+    conn.execute("INSERT INTO events_fts (events_fts) VALUES ('integrity-check')")
+    return [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
+
+
+def test_the_oldest_events_go_beyond_max_events(tmp_path: Path) -> None:
+    with Store(tmp_path / "c.db", Retention(max_events=100, max_age=None)) as store:
+        store.add_events(_rows(150, now_micros(), "gone"))
+        _sync(store)
+        assert len(_check(store)) == 150  # within the slack: no trim for a few rows over
+
+        store.add_events(_rows(100, now_micros()))
+        _sync(store)
+
+        assert _check(store) == list(range(151, 251))
+        assert store.stats()["events"] == 100
+        search = "SELECT COUNT(*) FROM events_fts WHERE events_fts MATCH ?"
+        assert store._writer.execute(search, ("gone",)).fetchone()[0] == 0
+        assert store._writer.execute(search, ("kept",)).fetchone()[0] == 100
+
+
+def test_events_older_than_max_age_go_at_start(tmp_path: Path) -> None:
+    now = now_micros()
+    with Store(tmp_path / "c.db", Retention(max_events=None, max_age=None)) as store:
+        store.add_events(_rows(30, now - 3 * DAY, "old"))
+        store.add_events(_rows(20, now - DAY // 2))
+
+    with Store(tmp_path / "c.db", Retention(max_events=None, max_age=86400)) as store:
+        _sync(store)
+        assert _check(store) == list(range(31, 51))
+
+
+def test_a_collector_trims_while_it_serves(tmp_path: Path) -> None:
+    retention = Retention(max_events=100, max_age=None)
+    with (
+        LocalCollector(tmp_path / "c.db", retention=retention) as collector,
+        httpx.Client(base_url=collector.url, headers={"X-Moesif-Application-Id": APP_ID}) as http,
+    ):
+        assert post(http, "/v1/events/batch", [make_event() for _ in range(250)]).status_code == 201
+        # The trim was queued on the writer before this batch: it ran first.
+        assert post(http, "/v1/events", make_event()).status_code == 201
+        assert collector.stats()["events"] == 101
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        *[("30d", 30 * 86400.0), ("12h", 43200.0), ("90m", 5400.0), ("1.5s", 1.5)],
+        *[("2w", 1209600.0), ("off", None), ("0", None), (" None ", None)],
+    ],
+)
+def test_durations(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_events must be at least 1"):
+        Retention(max_events=0)
+    with pytest.raises(ValueError, match="0s"):
+        parse_duration("0s")
