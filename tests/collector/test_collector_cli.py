@@ -161,14 +161,20 @@ def _run(*args: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _start_read_only(db: Path, read_only: Path, mode: int) -> subprocess.CompletedProcess[str]:
+    """Starts a collector on ``db`` while ``read_only`` has permissions ``mode``."""
+    before = read_only.stat().st_mode
+    read_only.chmod(mode)
+    try:
+        return _run("--port", "0", "--db", str(db), prefix=_unprivileged())
+    finally:
+        read_only.chmod(before)
+
+
 def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     Store(db).close()
-    db.chmod(0o444)
-    try:
-        result = _run("--port", "0", "--db", str(db), prefix=_unprivileged())
-    finally:
-        db.chmod(0o644)
+    result = _start_read_only(db, db, 0o444)
     assert result.returncode == 2
     assert f"cannot write to the collector database {db} (attempt to write a readonly" in (
         result.stderr
@@ -179,16 +185,11 @@ def test_a_read_only_database_is_refused_at_start(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_read_only_directory_is_refused_at_start(tmp_path: Path, existing: bool) -> None:
-    directory = tmp_path / "ro"
-    directory.mkdir()
-    db = directory / "c.db"
+    db = tmp_path / "ro" / "c.db"
+    db.parent.mkdir()
     if existing:
         Store(db).close()
-    directory.chmod(0o555)
-    try:
-        result = _run("--port", "0", "--db", str(db), prefix=_unprivileged())
-    finally:
-        directory.chmod(0o755)
+    result = _start_read_only(db, db.parent, 0o555)
     assert result.returncode == 2
     assert f"cannot write to the collector database {db}" in result.stderr
     assert db.exists() == existing
