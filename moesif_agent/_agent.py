@@ -4,38 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-import os
-import re
 import sys
 import threading
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _entities as entities
-from ._capture import header_dict, user_from_headers
-from ._client import CollectorClient, Outcome
+from . import _lifecycle
+from ._capture import credentials_user
+from ._client import CollectorClient, MemorySink, Outcome
 from ._exchange import Exchange
 from ._guard import internal_error
 from ._options import Options
-from ._policy import DEFAULT_POLICY, Plan, Policy, keeps
+from ._policy import DEFAULT_POLICY, Policy
 from ._remote import RemoteConfig
+from ._sampling import keeps
 from ._transport import Channel, Counter, Transport
 from ._wire import WireEncoder
 
 logger = logging.getLogger("moesif_agent")
 
 __all__ = ["Agent"]
-
-# Paths of health checks and probes, skipped when skip_probe_paths=True (listed in the README).
-PROBE_PATHS = (
-    r"/(health|healthz|healthcheck|health-check|livez|readyz|ready|live|liveness|readiness"
-    r"|ping|status|metrics)/?",
-    r"/favicon\.ico",
-    r"/robots\.txt",
-)
 
 _ENTITY_METHODS = (
     "update_user",
@@ -48,26 +38,10 @@ _ENTITY_METHODS = (
     "track_actions_batch",
 )
 
-_shared: dict[Options, Agent] = {}
-_shared_lock = threading.Lock()
-_agents: weakref.WeakSet[Agent] = weakref.WeakSet()
-
 
 def all_agents() -> list[Agent]:
     """The agents alive in this process."""
-    return list(_agents)
-
-
-def _after_fork_in_child() -> None:
-    """Locks another thread held at fork time would stay held forever in the child."""
-    global _shared_lock
-    _shared_lock = threading.Lock()
-    for agent in list(_agents):
-        agent._gaps_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return [agent for agent in _lifecycle.live_agents() if isinstance(agent, Agent)]
 
 
 class Agent:
@@ -87,86 +61,49 @@ class Agent:
     def __init__(self, options: Options | Mapping[str, Any] | None = None, **overrides: Any):
         self.options = Options.coerce(options, **overrides)
         _configure_debug(self.options.debug)
-        self._encoder = WireEncoder(self.options)
+        options = self.options
+        self._encoder = WireEncoder(options)
         self._events = Channel(
-            "events", "/v1/events/batch", self.options.event_queue_size, self._encoder.encode
+            "events", "/v1/events/batch", options.event_queue_size, self._encoder.encode
         )
         self._entities = {
-            name: Channel(name, kind.path, self.options.event_queue_size, entities.encode)
+            name: Channel(name, kind.path, options.event_queue_size, entities.encode)
             for name, kind in entities.KINDS.items()
         }
-        self._transport = Transport(self.options, [self._events, *self._entities.values()])
-        self.enabled = self.options.enabled
+        self._sink = MemorySink() if options.dry_run else None
+        sender = self._sink or CollectorClient(options)
+        self.enabled = options.enabled
         self.policy: Policy = DEFAULT_POLICY  # replaced whole by the worker, never mutated
-        self._remote = RemoteConfig(self.options, self._install_policy)
-        self._transport.on_outcome = self._remote.on_outcome
-        self._transport.periodic = self._remote.tick
+        self._remote = RemoteConfig(options, sender, self._install_policy)
+        self._transport = Transport(
+            options,
+            [self._events, *self._entities.values()],
+            sender,
+            on_outcome=self._remote.on_outcome,
+            periodic=self._remote.tick,
+        )
         # Requests seen per sample rate since the last kept event at that rate: a kept event's
         # weight is the number of requests it stands for, so weights sum to the request count.
         self._gaps: dict[float, int] = {}
         self._gaps_lock = threading.Lock()
-        _agents.add(self)
-        if self.options.capture_outgoing and self.enabled:
-            from . import _outgoing
-
-            _outgoing.install(self)
+        # Counted here, incremented by the request core (integrations/_core.py).
         self._captured = Counter()
         self._skipped = Counter()
         self._sampled_out = Counter()
         self._blocked = Counter()
-        paths = list(self.options.skip_paths)
-        if self.options.skip_probe_paths:
-            paths += [f"^{p}$" for p in PROBE_PATHS]
-        self._skip_paths = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
-        self._skip_methods = frozenset(m.upper() for m in self.options.skip_methods)
-        self._dry_run: dict[str, list[dict[str, Any]]] = {}
-        if self.options.dry_run:
-            self._transport.post_override = self._keep_in_memory
+        _lifecycle.register_agent(self)
+        if options.capture_outgoing and self.enabled:
+            from .integrations import _outgoing
+
+            _outgoing.install(self)
 
     @classmethod
     def shared(cls, options: Options) -> Agent:
         """The process's agent for these options: middleware built alike share one worker."""
-        with _shared_lock:
-            agent = _shared.get(options)
-            if agent is None:
-                agent = _shared[options] = cls(options)
-            return agent
+        return _lifecycle.shared(options, cls)
 
-    # Request path ---------------------------------------------------------------------------
-
-    def skips(self, method: str, path: str) -> bool:
-        """Whether the declarative skip rules (skip_paths, skip_methods, skip_probe_paths)
-        exclude this request; a skipped request is passed straight to the app."""
-        if method in self._skip_methods or (
-            self._skip_paths is not None and self._skip_paths.search(path)
-        ):
-            self._skipped.increment()
-            return True
-        return False
-
-    def skipped(self) -> None:
-        """Count a request the user's ``skip`` callback excluded."""
-        self._skipped.increment()
-
-    def begin(
-        self,
-        ex: Exchange,
-        identify: Callable[[], None] | None = None,
-        body: bytes | None = None,
-    ) -> Plan | None:
-        """Decide, before the app runs, whether this request is blocked and whether its bodies
-        are worth capturing. ``identify`` fills ``ex.user_id``/``company_id``; it is called only
-        when governance needs them now. ``body`` is the request body, read ahead by the adapter
-        only when ``policy.needs_body``. None means: capture, call the app, add nothing."""
-        policy = self.policy
-        if policy.trivial:
-            return None
-        if policy.needs_identity and identify is not None:
-            identify()
-        plan = policy.begin(ex, body)
-        if plan is not None and plan.block is not None:
-            self._blocked.increment()
-        return plan
+    def after_fork_in_child(self) -> None:
+        self._gaps_lock = threading.Lock()
 
     def record(self, event: Exchange | Mapping[str, Any]) -> None:
         """Queue one API call (an adapter's Exchange, or a wire-format event dict).
@@ -189,12 +126,9 @@ class Agent:
         if ex.sample_rate is None and policy.sampling.trivial:
             return True
         if policy.samples_users and ex.user_id is None and ex.direction == "Incoming":
-            headers = header_dict(ex.request_header_style, ex.request_headers)
-            lower = {k.lower(): v for k, v in headers.items()}
-            ex.user_id = user_from_headers(
-                lower,
-                self.options.authorization_header_name,
-                self.options.authorization_user_id_field,
+            options = self.options
+            ex.user_id = credentials_user(
+                ex, options.authorization_header_name, options.authorization_user_id_field
             )
         rate = policy.sample_rate(ex)
         if rate >= 100:
@@ -244,15 +178,11 @@ class Agent:
         """With ``dry_run=True``: the events that would have been sent (masked), oldest first.
 
         Call ``flush()`` first so that everything recorded has been processed."""
-        return list(self._dry_run.get("/v1/events/batch", []))
+        return self._sink.read("/v1/events/batch") if self._sink is not None else []
 
     def dry_run_items(self, kind: str) -> list[dict[str, Any]]:
         """With ``dry_run=True``: the users, companies, subscriptions or actions kept."""
-        return list(self._dry_run.get(entities.KINDS[kind].path, []))
-
-    def _keep_in_memory(self, path: str, payload: bytes) -> Outcome:
-        self._dry_run.setdefault(path, []).extend(json.loads(payload))
-        return Outcome(201)
+        return self._sink.read(entities.KINDS[kind].path) if self._sink is not None else []
 
     # Users, companies, subscriptions, actions ----------------------------------------------------
 
@@ -330,8 +260,8 @@ class Agent:
 
     def _send_now(self, kind: entities.Kind, items: list[dict[str, Any]]) -> Outcome:
         payload = b"[" + b",".join(entities.encode(item) for item in items) + b"]"
-        if self.options.dry_run:
-            return self._keep_in_memory(kind.path, payload)
+        if self._sink is not None:
+            return self._sink.post_json(kind.path, payload)
         client = CollectorClient(self.options)
         try:
             return client.post_json(kind.path, payload)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._guard import callback_failed, log_once
-
-if TYPE_CHECKING:
-    from ._options import Options
 
 Callback = Callable[..., Any]
 
@@ -117,27 +114,3 @@ def _close(awaitable: Any) -> None:
     close = getattr(awaitable, "close", None)
     if close is not None:
         close()  # avoid "coroutine was never awaited" warnings
-
-
-class AdapterSettings:
-    """What every middleware reads once from its options: the user's per-request callbacks,
-    wrapped by ``wrapper`` (``wrap`` for sync stacks, ``wrap_async`` for ASGI), and the
-    capture switches."""
-
-    _skip: Any
-    _identify_user: Any
-    _identify_company: Any
-    _get_session_token: Any
-    _get_metadata: Any
-
-    def _read_settings(self, options: Options, wrapper: Callable[[str, Any], Any]) -> None:
-        self._skip = wrapper("skip", options.skip)
-        self._identify_user = wrapper("identify_user", options.identify_user)
-        self._identify_company = wrapper("identify_company", options.identify_company)
-        self._get_session_token = wrapper("get_session_token", options.get_session_token)
-        self._get_metadata = wrapper("get_metadata", options.get_metadata)
-        self._log_body = options.log_body
-        self._max_body = options.max_body_size
-        self._echo_txid = not options.disable_transaction_id
-        self._auth_headers = tuple(name.lower() for name in options.authorization_header_name)
-        self._auth_field = options.authorization_user_id_field

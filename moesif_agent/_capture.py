@@ -350,10 +350,11 @@ def user_from_credentials(value: str, field: str) -> str | None:
     return None
 
 
-def user_from_headers(lower: Mapping[str, str], names: Iterable[str], field: str) -> str | None:
-    """The user id from the first of ``names`` (Authorization-style headers) that carries one."""
+def credentials_user(ex: Exchange, names: Iterable[str], field: str) -> str | None:
+    """The user id carried by the request's credentials: the first of ``names``
+    (Authorization-style headers) whose value names a user. The one place this rule lives."""
     for name in names:
-        value = lower.get(name.lower())
+        value = header_value(ex.request_header_style, ex.request_headers, name.lower())
         if value:
             user = user_from_credentials(value, field)
             if user:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import json
 import logging
+import os
 import random
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -86,15 +87,12 @@ def _proxy_for(url: str) -> str | None:
 
 
 class CollectorClient:
-    """Talks to one collector. Create it on the thread that uses it (and anew after a fork)."""
+    """Talks to one collector; implements the transport's ``Sender``.
 
-    def __init__(
-        self,
-        options: Options,
-        *,
-        wake: threading.Event | None = None,
-        deadline: Callable[[], float] | None = None,
-    ) -> None:
+    Used by one thread at a time (the agent's worker). Its connection pool is made anew in a
+    forked child, whose parent's sockets must not be shared."""
+
+    def __init__(self, options: Options) -> None:
         self.base_uri = options.base_uri
         self.headers = [
             (b"X-Moesif-Application-Id", options.application_id.encode("latin-1", "replace")),
@@ -108,18 +106,40 @@ class CollectorClient:
             "pool": options.connect_timeout,
         }
         self.max_retry_time = options.max_retry_time
-        self._wake = wake or threading.Event()
+        self._proxy = _proxy_for(self.base_uri)
+        self._pool: httpx.HTTPTransport | None = None
+        self._pool_pid = 0
+        self._wake = threading.Event()
         # A deadline that can move earlier while we wait (a shutdown with a timeout).
-        self._outer_deadline = deadline or (lambda: float("inf"))
-        self.transport = httpx.HTTPTransport(
-            retries=0,
-            proxy=_proxy_for(self.base_uri),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        )
+        self._deadline = float("inf")
+
+    def stop_by(self, deadline: float) -> None:
+        """No retry wait and no attempt may outlast ``deadline`` (monotonic): shutdown."""
+        self._deadline = deadline
+        self._wake.set()
+
+    def after_fork_in_child(self) -> None:
+        self._wake = threading.Event()
+        self._deadline = float("inf")
+
+    @property
+    def transport(self) -> httpx.HTTPTransport:
+        pid = os.getpid()
+        if self._pool is None or self._pool_pid != pid:
+            self._pool = httpx.HTTPTransport(
+                retries=0,
+                proxy=self._proxy,
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            )
+            self._pool_pid = pid
+        return self._pool
 
     def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None or self._pool_pid != os.getpid():
+            return
         try:
-            self.transport.close()
+            pool.close()
         except Exception:  # closing sockets must never fail the caller
             logger.debug("moesif-agent: error closing the collector client", exc_info=True)
 
@@ -158,7 +178,7 @@ class CollectorClient:
             delay = delay / 2 + random.uniform(0, delay / 2)
             if wait_hint is not None:
                 delay = max(wait_hint, 0.0)
-            limit = min(deadline, self._outer_deadline())
+            limit = min(deadline, self._deadline)
             if time.monotonic() + delay >= limit:
                 return outcome
             logger.debug(
@@ -170,14 +190,14 @@ class CollectorClient:
                 delay,
             )
             self._sleep_until(time.monotonic() + delay)
-            if time.monotonic() >= min(deadline, self._outer_deadline()):
+            if time.monotonic() >= min(deadline, self._deadline):
                 return outcome
 
     def _sleep_until(self, until: float) -> None:
         # Wakes early if the deadline moves (shutdown), then sleeps again if it still allows.
         while True:
             now = time.monotonic()
-            end = min(until, self._outer_deadline())
+            end = min(until, self._deadline)
             if now >= end:
                 return
             self._wake.wait(end - now)
@@ -192,7 +212,7 @@ class CollectorClient:
         attempt: int,
     ) -> tuple[Outcome, float | None]:
         timeout = dict(self.timeout)
-        remaining = self._outer_deadline() - time.monotonic()
+        remaining = self._deadline - time.monotonic()
         if remaining < float("inf"):
             # During shutdown no single attempt may outlive the deadline.
             for key in timeout:
@@ -228,3 +248,36 @@ class CollectorClient:
         )
         hint = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
         return outcome, hint
+
+
+class MemorySink:
+    """A ``Sender`` that keeps what would have been sent (``dry_run=True``): nothing leaves
+    the process, and the events can be read back exactly as they would have gone out."""
+
+    base_uri = "memory:"
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def post_json(self, path: str, payload: bytes) -> Outcome:
+        items = json.loads(payload)
+        with self._lock:
+            self.items.setdefault(path, []).extend(items)
+        return Outcome(201)
+
+    def get(self, path: str, *, etag: str | None = None, retry: bool = True) -> Outcome:
+        return Outcome(404, "dry run: no collector")
+
+    def read(self, path: str) -> list[Any]:
+        with self._lock:
+            return list(self.items.get(path, ()))
+
+    def stop_by(self, deadline: float) -> None:
+        pass
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        pass

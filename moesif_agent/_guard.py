@@ -27,6 +27,11 @@ def log_once(key: str, level: int, message: str, *args: Any, exc_info: bool = Fa
     logger.log(level, message, *args, exc_info=exc_info)
 
 
+def after_fork_in_child() -> None:
+    global _logged_lock
+    _logged_lock = threading.Lock()
+
+
 def reset_log_once() -> None:
     """Forget which messages were logged (for tests)."""
     with _logged_lock:

@@ -23,8 +23,9 @@ from ._guard import log_once
 from ._policy import Policy
 
 if TYPE_CHECKING:
-    from ._client import CollectorClient, Outcome
+    from ._client import Outcome
     from ._options import Options
+    from ._transport import Sender
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,10 @@ _BACKOFF_FIRST = 5.0
 
 
 class RemoteConfig:
-    def __init__(self, options: Options, install: Callable[[Policy], None]) -> None:
+    """The collector's config and rules, kept current on the worker through ``sender``."""
+
+    def __init__(self, options: Options, sender: Sender, install: Callable[[Policy], None]) -> None:
+        self.sender = sender
         self.install = install
         self.interval = options.config_refresh_interval
         self.debounce = 10.0
@@ -51,7 +55,7 @@ class RemoteConfig:
 
     # Worker hooks
 
-    def on_outcome(self, client: CollectorClient, outcome: Outcome) -> None:
+    def on_outcome(self, outcome: Outcome) -> None:
         """A batch response: a new config ETag brings the next fetch forward, to now unless an
         ETag change already caused a fetch within the last ``debounce`` seconds."""
         etag = outcome.config_etag
@@ -60,14 +64,15 @@ class RemoteConfig:
         self.triggered = True
         self.next_fetch = min(self.next_fetch, self.last_triggered + self.debounce)
 
-    def tick(self, client: CollectorClient) -> None:
+    def tick(self) -> None:
         if not self.enabled or time.monotonic() < self.next_fetch:
             return
-        self.fetch(client)
+        self.fetch()
 
     # Fetching
 
-    def fetch(self, client: CollectorClient) -> None:
+    def fetch(self) -> None:
+        client = self.sender
         now = time.monotonic()
         if self.triggered:
             self.triggered = False

@@ -10,19 +10,17 @@ servers such as ``gunicorn --preload`` work. At exit, an ``atexit`` hook flushes
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _guard
-from ._client import CollectorClient, Outcome
+from . import _guard, _lifecycle
+from ._client import Outcome
 
 if TYPE_CHECKING:
     from ._options import Options
@@ -86,6 +84,24 @@ class Channel:
         return True
 
 
+class Sender(Protocol):
+    """Where batches go: the collector client, or the dry-run memory sink. Called from the
+    worker thread only; never raises (failures are Outcomes)."""
+
+    base_uri: str
+
+    def post_json(self, path: str, payload: bytes) -> Outcome: ...
+
+    def get(self, path: str, *, etag: str | None = None, retry: bool = True) -> Outcome: ...
+
+    def stop_by(self, deadline: float) -> None:
+        """Shutdown: no wait and no attempt may outlast ``deadline`` (monotonic)."""
+
+    def after_fork_in_child(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _Marker:
     """A flush request: set by the worker once everything queued before it was handled."""
 
@@ -99,24 +115,32 @@ class _Marker:
 class Transport:
     """Queues plus the worker thread. One per agent."""
 
-    def __init__(self, options: Options, channels: list[Channel]) -> None:
+    def __init__(
+        self,
+        options: Options,
+        channels: list[Channel],
+        sender: Sender,
+        *,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        periodic: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_outcome`` is called on the worker after each batch response, ``periodic`` on
+        every wake-up (the remote config refresh)."""
         self.options = options
         self.channels = {channel.name: channel for channel in channels}
         self.batch_size = options.batch_size
         self.batch_max_bytes = options.batch_max_bytes
-        # Hooks the agent installs: called on the worker after each batch response, and on
-        # every wake-up (remote config refresh).
-        self.on_outcome: Callable[[CollectorClient, Outcome], None] | None = None
-        self.periodic: Callable[[CollectorClient], None] | None = None
-        # Set in dry-run mode: receives each batch instead of the collector.
-        self.post_override: Callable[[str, bytes], Outcome] | None = None
-        self._reset()
-        _live.add(self)
+        self.sender = sender
+        self.on_outcome = on_outcome
+        self.periodic = periodic
+        self.after_fork_in_child()
+        _lifecycle.register_transport(self)
 
-    def _reset(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """A fresh state (also at construction): the parent delivers what it had queued."""
+        self.sender.after_fork_in_child()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._interrupt = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._markers: list[_Marker] = []
@@ -187,8 +211,8 @@ class Transport:
             if not self._stopping:
                 self._stopping = True
                 self._deadline = time.monotonic() + max(0.0, timeout)
+                self.sender.stop_by(self._deadline)
         self._wake.set()
-        self._interrupt.set()
 
     def join(self) -> None:
         thread = self._thread
@@ -211,7 +235,7 @@ class Transport:
     # Worker thread -------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        client = CollectorClient(self.options, wake=self._interrupt, deadline=self._get_deadline)
+        sender = self.sender
         try:
             while True:
                 if not self._ready():
@@ -220,10 +244,10 @@ class Transport:
                 with self._lock:
                     markers, self._markers = self._markers, []
                 for channel in self.channels.values():
-                    self._drain(client, channel, len(channel.queue), markers)
+                    self._drain(sender, channel, len(channel.queue), markers)
                 if self.periodic is not None and not self._stopping:
                     with _guard.guard("remote config refresh"):
-                        self.periodic(client)
+                        self.periodic()
                 for marker in markers:
                     marker.done.set()
                 if self._stopping and (self.pending() == 0 or self._expired()):
@@ -238,10 +262,7 @@ class Transport:
             for marker in markers:
                 marker.ok = False
                 marker.done.set()
-            client.close()
-
-    def _get_deadline(self) -> float:
-        return self._deadline
+            sender.close()
 
     def _expired(self) -> bool:
         return time.monotonic() >= self._deadline
@@ -266,9 +287,7 @@ class Transport:
         if in_flight:
             self._in_flight -= count
 
-    def _drain(
-        self, client: CollectorClient, channel: Channel, limit: int, markers: list[_Marker]
-    ) -> None:
+    def _drain(self, sender: Sender, channel: Channel, limit: int, markers: list[_Marker]) -> None:
         queue = channel.queue
         while limit > 0 and queue:
             if self._stopping and self._expired():
@@ -286,7 +305,7 @@ class Transport:
                 self._in_flight += len(items)
             encoded = self._encode(channel, items)
             if encoded:
-                ok = self._send(client, channel, encoded)
+                ok = self._send(sender, channel, encoded)
                 if not ok:
                     for marker in markers:
                         marker.ok = False
@@ -320,32 +339,29 @@ class Transport:
                     self._drop(reason, 1, in_flight=True)
         return encoded
 
-    def _send(self, client: CollectorClient, channel: Channel, encoded: list[bytes]) -> bool:
+    def _send(self, sender: Sender, channel: Channel, encoded: list[bytes]) -> bool:
         """POST ``encoded`` in as few requests as the byte limit allows. True if all arrived."""
         ok = True
         chunk: list[bytes] = []
         size = 2
         for data in encoded:
             if chunk and size + len(data) + 1 > self.batch_max_bytes:
-                ok = self._post(client, channel, chunk) and ok
+                ok = self._post(sender, channel, chunk) and ok
                 chunk, size = [], 2
             chunk.append(data)
             size += len(data) + 1
         if chunk:
-            ok = self._post(client, channel, chunk) and ok
+            ok = self._post(sender, channel, chunk) and ok
         return ok
 
-    def _post(self, client: CollectorClient, channel: Channel, chunk: list[bytes]) -> bool:
+    def _post(self, sender: Sender, channel: Channel, chunk: list[bytes]) -> bool:
         payload = b"[" + b",".join(chunk) + b"]"
-        if self.post_override is not None:
-            outcome = self.post_override(channel.path, payload)
-        else:
-            outcome = client.post_json(channel.path, payload)
+        outcome = sender.post_json(channel.path, payload)
         self.batches += 1
         self.retries += outcome.attempts - 1
         if self.on_outcome is not None:
             with _guard.guard("collector response hook"):
-                self.on_outcome(client, outcome)
+                self.on_outcome(outcome)
         if outcome.ok:
             with self._lock:
                 if not self._abandoned:
@@ -354,8 +370,8 @@ class Transport:
             return True
         if outcome.status == 413 and len(chunk) > 1:
             half = len(chunk) // 2
-            first = self._post(client, channel, chunk[:half])
-            return self._post(client, channel, chunk[half:]) and first
+            first = self._post(sender, channel, chunk[:half])
+            return self._post(sender, channel, chunk[half:]) and first
         self.last_error = f"POST {channel.path}: {outcome.error}"
         if outcome.retryable:
             reason = "shutdown" if self._stopping and self._expired() else "retries_exhausted"
@@ -369,7 +385,7 @@ class Transport:
             "moesif-agent: %d %s not delivered to %s%s: %s%s (logged once per cause)",
             len(chunk),
             channel.name,
-            client.base_uri,
+            sender.base_uri,
             channel.path,
             outcome.error,
             _hint(outcome.status),
@@ -402,27 +418,3 @@ def _hint(status: int | None) -> str:
     if status is None:
         return " (is the collector reachable at base_uri?)"
     return ""
-
-
-# Process-wide lifecycle: fork and exit ------------------------------------------------------------
-
-_live: weakref.WeakSet[Transport] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    _guard._logged_lock = threading.Lock()
-    for transport in list(_live):
-        transport._reset()
-
-
-def _shutdown_all_at_exit() -> None:
-    transports = list(_live)
-    for transport in transports:
-        transport.begin_shutdown()
-    for transport in transports:
-        transport.join()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_shutdown_all_at_exit)

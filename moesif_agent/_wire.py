@@ -24,10 +24,10 @@ from urllib.parse import quote
 from ._capture import (
     TrustedProxies,
     client_ip,
+    credentials_user,
     forwarded_origin,
     header_maps,
     new_transaction_id,
-    user_from_headers,
 )
 from ._exchange import Body, Exchange
 from ._guard import callback_failed
@@ -159,7 +159,7 @@ class WireEncoder:
         incoming = ex.direction == "Incoming"
         user_id = ex.user_id
         if user_id is None and incoming:
-            user_id = user_from_headers(lower, self.auth_headers, self.auth_field)
+            user_id = credentials_user(ex, self.auth_headers, self.auth_field)
         scheme, host = ex.scheme, ex.host
         if incoming:
             proto, forwarded_host = forwarded_origin(ex.remote_addr, lower, self.trusted)

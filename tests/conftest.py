@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from moesif_agent import Agent, _agent, _guard
+from moesif_agent import Agent, _guard, _lifecycle
 from tests.recorder import Recorder
 
 
@@ -27,10 +27,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def shutdown_shared_agents() -> None:
-    with _agent._shared_lock:
-        agents = list(_agent._shared.values())
-        _agent._shared.clear()
-    for agent in agents:
+    for agent in _lifecycle.forget_shared():
+        assert isinstance(agent, Agent)
         agent.shutdown(timeout=2)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -163,15 +164,33 @@ def test_disabled_agent_needs_no_application_id_and_records_nothing() -> None:
 
 
 def test_declarative_skip_rules() -> None:
-    agent = Agent(
-        dry_run=True, skip_probe_paths=True, skip_paths=["^/internal/"], skip_methods=["options"]
+    from werkzeug.test import Client
+
+    from moesif_agent.integrations.wsgi import MoesifWSGIMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = MoesifWSGIMiddleware(
+        app,
+        application_id="test-app",
+        dry_run=True,
+        skip_probe_paths=True,
+        skip_paths=["^/internal/"],
+        skip_methods=["options"],
     )
-    try:
-        for path in ("/health", "/healthz/", "/readyz", "/metrics", "/favicon.ico", "/internal/x"):
-            assert agent.skips("GET", path), path
-        assert agent.skips("OPTIONS", "/items")
-        for path in ("/items", "/healthy-food", "/api/health"):
-            assert not agent.skips("GET", path), path
-        assert agent.stats()["skipped"] == 7
-    finally:
-        agent.shutdown()
+    client = Client(middleware)
+    skipped = ("/health", "/healthz/", "/readyz", "/metrics", "/favicon.ico", "/internal/x")
+    for path in skipped:
+        assert client.get(path).data == b"ok"
+    assert client.options("/items").data == b"ok"
+    kept = ("/items", "/healthy-food", "/api/health")
+    for path in kept:
+        assert client.get(path).data == b"ok"
+    agent = middleware.agent
+    assert agent.flush(timeout=5)
+    assert [e["request"]["uri"] for e in agent.dry_run_events] == [
+        f"http://localhost{path}" for path in kept
+    ]
+    assert agent.stats()["skipped"] == 7

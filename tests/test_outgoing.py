@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from moesif_agent import Agent, _guard, _outgoing
+from moesif_agent import Agent, _guard
+from moesif_agent.integrations import _outgoing
 from tests.recorder import Recorder
 
 requests = pytest.importorskip("requests")

@@ -27,8 +27,8 @@ def _report() -> None:
         "threads": [t.name for t in threading.enumerate() if t is not threading.main_thread()],
         "agents": [],
     }
-    transport_module = sys.modules.get("moesif_agent._transport")
-    for transport in list(getattr(transport_module, "_live", ())):
+    lifecycle = sys.modules.get("moesif_agent._lifecycle")
+    for transport in list(getattr(lifecycle, "_transports", ())):
         thread = transport._thread
         report["agents"].append(
             {

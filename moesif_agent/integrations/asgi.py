@@ -13,21 +13,17 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .._agent import Agent
-from .._callbacks import AdapterSettings, wrap_async
-from .._capture import (
-    new_transaction_id,
-    user_from_credentials,
-    valid_transaction_id,
-)
+from .._agent import Agent, all_agents
+from .._capture import new_transaction_id, valid_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
+from ._core import Flow, RequestCore, new_exchange, run_async
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._policy import Plan
+    from .._governance import Plan
 
 __all__ = ["FlushOnShutdown", "MoesifASGIMiddleware", "MoesifMiddleware", "ResponseInfo"]
 
@@ -53,7 +49,7 @@ class ResponseInfo:
         self.headers = headers
 
 
-class MoesifASGIMiddleware(AdapterSettings):
+class MoesifASGIMiddleware:
     """Wrap an ASGI app so that every API call it serves is sent to the collector.
 
     ::
@@ -65,8 +61,8 @@ class MoesifASGIMiddleware(AdapterSettings):
     Callbacks receive ``(scope, response)`` where ``response`` is a :class:`ResponseInfo`
     (``None`` when called before the app runs); they may be ``async`` and must be cheap, since
     they run on the event loop. With Starlette or FastAPI use
-    ``moesif_agent.integrations.starlette.MoesifMiddleware``, whose callbacks get Starlette's
-    ``Request`` and ``Response``. Lifespan shutdown flushes the agent.
+    ``moesif_agent.integrations.starlette.MoesifStarletteMiddleware``, whose callbacks get
+    Starlette's ``Request`` and ``Response``. Lifespan shutdown flushes the agent.
     """
 
     def __init__(
@@ -77,9 +73,7 @@ class MoesifASGIMiddleware(AdapterSettings):
     ) -> None:
         self.app = app
         self.agent = Agent.shared(Options.coerce(options, **overrides))
-        o = self.agent.options
-        self._read_settings(o, wrap_async)
-        self._auth_header_bytes = tuple(n.encode("latin-1") for n in self._auth_headers)
+        self.core = RequestCore(self.agent, asynchronous=True, callback_args=self.callback_args)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -90,29 +84,25 @@ class MoesifASGIMiddleware(AdapterSettings):
             await self.app(scope, receive, send)
             return
         try:
-            exchange = self._start(scope)
+            cycle = self._start(scope)
         except Exception:
             internal_error("ASGI request capture")
-            exchange = None
-        if exchange is None:
+            cycle = None
+        if cycle is None:
             await self.app(scope, receive, send)
             return
-        ex, scope = exchange
-        await _Cycle(self, ex, scope).run(receive, send)
+        await cycle.run(receive, send)
 
-    def _start(self, scope: Scope) -> tuple[Exchange, Scope] | None:
+    def _start(self, scope: Scope) -> _Cycle | None:
         method = scope.get("method", "GET")
         root_path = scope.get("root_path", "")
         path = scope.get("path", "/")
         if root_path and not path.startswith(root_path):
             path = root_path + path
-        if self.agent.skips(method, path):
+        core = self.core
+        if core.skipped(method, path):
             return None
-        ex = Exchange()
-        ex.request_time = time.time()
-        ex.method = method
-        ex.path = path
-        ex.query = scope.get("query_string", b"").decode("latin-1")
+        ex = new_exchange(method, path, scope.get("query_string", b"").decode("latin-1"))
         scheme = ex.scheme = scope.get("scheme", "http")
         headers = scope.get("headers") or []
         host = None
@@ -133,25 +123,26 @@ class MoesifASGIMiddleware(AdapterSettings):
         ex.host = host
         client = scope.get("client")
         ex.remote_addr = client[0] if client else None
-        scope = dict(scope)  # the app gets a copy; the router's additions land in it too
+        app_scope = dict(scope)  # the app gets a copy; the router's additions land in it too
         if txid is None:
             txid = new_transaction_id()
-            if self._echo_txid:  # the app sees the id it will be recorded under
-                headers = scope["headers"] = [*headers, (_TXID, txid.encode("latin-1"))]
+            if core.echo_txid:  # the app sees the id it will be recorded under
+                headers = app_scope["headers"] = [*headers, (_TXID, txid.encode("latin-1"))]
         ex.transaction_id = txid
         ex.request_headers = headers
         ex.request_header_style = HEADERS_ASGI
-        scope[SCOPE_KEY] = ex
-        return ex, scope
+        app_scope[SCOPE_KEY] = ex
+        return _Cycle(self, ex, app_scope)
 
-    # Hooks the Starlette subclass overrides ----------------------------------------------------
+    # What the Starlette middleware changes --------------------------------------------------------
 
-    def callback_args(self, cycle: _Cycle) -> tuple[Any, Any]:
+    def callback_args(self, flow: Flow) -> tuple[Any, ...]:
         """(request, response) as callbacks receive them."""
+        assert isinstance(flow, _Cycle)
         response = None
-        if cycle.ex.status is not None and cycle.started:
-            response = ResponseInfo(cycle.ex.status, cycle.ex.response_headers)
-        return cycle.scope, response
+        if flow.started and flow.ex.status is not None:
+            response = ResponseInfo(flow.ex.status, flow.ex.response_headers)
+        return flow.request, response
 
     def route_of(self, scope: Scope, original_root_path: str) -> str | None:
         """The route template that served the request, when the framework tells."""
@@ -165,134 +156,57 @@ class MoesifASGIMiddleware(AdapterSettings):
         )
         return prefix + template
 
-    async def identify(self, cycle: _Cycle, before_app: bool) -> None:
-        ex = cycle.ex
-        if self._identify_user is None and self._identify_company is None and not before_app:
-            return
-        request, response = self.callback_args(cycle)
-        if self._identify_user is not None:
-            ex.user_id = await self._identify_user(request, response)
-        if ex.user_id is None and before_app:
-            for name, value in ex.request_headers:
-                if name in self._auth_header_bytes:
-                    ex.user_id = user_from_credentials(value.decode("latin-1"), self._auth_field)
-                    if ex.user_id:
-                        break
-        if self._identify_company is not None:
-            ex.company_id = await self._identify_company(request, response)
 
+class _Cycle(Flow):
+    """One HTTP request/response cycle: the wrapped receive/send around the core's steps."""
 
-class _Cycle:
-    """One HTTP request/response cycle: the wrapped receive/send and the event's lifecycle."""
-
-    __slots__ = (
-        "body_ahead",
-        "capture",
-        "ex",
-        "extra_headers",
-        "finished",
-        "identified",
-        "middleware",
-        "original_root_path",
-        "scope",
-        "started",
-    )
+    __slots__ = ("capture", "core", "extra_headers", "middleware", "original_root_path", "started")
 
     def __init__(self, middleware: MoesifASGIMiddleware, ex: Exchange, scope: Scope) -> None:
+        super().__init__(ex, scope)
         self.middleware = middleware
-        self.ex = ex
-        self.scope = scope
+        self.core = middleware.core
         self.original_root_path = scope.get("root_path", "")
-        self.capture = middleware._log_body
+        self.capture = self.core.log_body
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.started = False
-        self.finished = False
-        self.identified = False
-        self.body_ahead: bytes | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
-        middleware = self.middleware
+        core = self.core
         ex = self.ex
         plan: Plan | None = None
-        try:
-            if middleware.agent.policy.needs_body:
-                receive = await self._read_ahead(receive)
-            plan = await self._begin()
-        except Exception:
-            internal_error("governance")
-        if plan is not None:
-            if plan.block is not None:
-                await self._send_block(plan, send)
+        policy = core.agent.policy
+        if not policy.trivial:
+            body = None
+            try:
+                size = core.body_ahead(policy, _header(ex, b"content-type"), _length(ex))
+                if size:
+                    receive, body = await _read_ahead(receive)
+            except Exception:
+                internal_error("ASGI request body")
+            plan = await run_async(core.begin(self, policy, body))
+            if plan is not None and plan.block is not None:
+                await self._send_block(plan.block.body, send)
                 return
-            self.capture = self.capture and plan.capture
-            self.extra_headers = [
-                (k.encode("latin-1"), v.encode("latin-1")) for k, v in plan.headers
-            ]
-        if middleware._echo_txid:
-            self.extra_headers.append((_TXID, ex.transaction_id.encode("latin-1")))
+            self.capture = core.capture(plan)
+        self.extra_headers = _encode_headers(core.added_headers(self, plan))
         if self.capture:
-            ex.request_body = Body(middleware._max_body)
-            ex.response_body = Body(middleware._max_body)
+            ex.request_body = Body(core.max_body)
+            ex.response_body = Body(core.max_body)
         try:
-            await middleware.app(self.scope, self._receive(receive), self._send(send))
+            await self.middleware.app(self.request, self._receive(receive), self._send(send))
         except Exception as exc:
             if not self.finished:
-                self._failed(exc)
+                core.failed(self, exc, response_started=self.started)
                 await self._finish(aborted=self.started)
             raise
         except BaseException as exc:  # cancelled: awaiting callbacks now could raise again
             if not self.finished:
-                self._failed(exc)
-                self._record()
+                core.failed(self, exc, response_started=self.started)
+                core.record(self)
             raise
         if not self.finished:
             await self._finish(aborted=self.started)
-
-    def _failed(self, exc: BaseException) -> None:
-        ex = self.ex
-        ex.error = type(exc).__name__
-        if not self.started:
-            ex.status = 500
-
-    async def _begin(self) -> Plan | None:
-        agent = self.middleware.agent
-        if agent.policy.needs_identity:
-            await self.middleware.identify(self, before_app=True)
-            self.identified = True
-        return agent.begin(self.ex, None, self.body_ahead)
-
-    async def _read_ahead(self, receive: Receive) -> Receive:
-        """Read the body before the app, for governance rules with body conditions: only a
-        JSON body with a known length within max_body_size. The app gets the same messages."""
-        ex = self.ex
-        content_type = length = None
-        for name, value in ex.request_headers:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else None
-        if not content_type or b"json" not in content_type:
-            return receive
-        if length is None or not 0 < length <= self.middleware._max_body:
-            return receive
-        messages = []
-        chunks = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        self.body_ahead = b"".join(chunks)
-
-        async def replay() -> Message:
-            if messages:
-                return messages.pop(0)
-            return await receive()
-
-        return replay
 
     def _receive(self, receive: Receive) -> Receive:
         ex = self.ex
@@ -349,61 +263,64 @@ class _Cycle:
 
         return send_wrapper
 
-    async def _send_block(self, plan: Plan, send: Send) -> None:
-        block = plan.block
-        assert block is not None
+    async def _send_block(self, body: bytes, send: Send) -> None:
         ex = self.ex
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in block.headers]
-        if self.middleware._echo_txid:
-            headers.append((_TXID, ex.transaction_id.encode("latin-1")))
-        ex.status = block.status
-        ex.response_headers = headers
+        headers = ex.response_headers = _encode_headers(ex.response_headers)
         ex.response_header_style = HEADERS_ASGI
-        ex.blocked_by = block.rule_id
-        if self.middleware._log_body:
-            ex.response_body = Body(self.middleware._max_body)
-            ex.response_body.add(block.body)
         self.started = True
-        await send({"type": "http.response.start", "status": block.status, "headers": headers})
-        await send({"type": "http.response.body", "body": block.body})
+        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         ex.response_time = time.time()
         await self._finish(aborted=False)
 
     async def _finish(self, aborted: bool) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        middleware = self.middleware
         ex = self.ex
+        if aborted and not (ex.notes and "aborted" in ex.notes):
+            ex.notes = {**(ex.notes or {}), "aborted": "the response was not completed"}
         try:
-            if aborted and not (ex.notes and "aborted" in ex.notes):
-                ex.notes = {**(ex.notes or {}), "aborted": "the response was not completed"}
-            ex.route = middleware.route_of(self.scope, self.original_root_path)
-            if middleware._skip is not None:
-                request, response = middleware.callback_args(self)
-                if await middleware._skip(request, response):
-                    middleware.agent.skipped()
-                    return
-            if not self.identified:
-                await middleware.identify(self, before_app=False)
-            if middleware._get_session_token is not None or middleware._get_metadata is not None:
-                request, response = middleware.callback_args(self)
-                if middleware._get_session_token is not None:
-                    ex.session_token = await middleware._get_session_token(request, response)
-                if middleware._get_metadata is not None:
-                    ex.metadata = await middleware._get_metadata(request, response)
+            ex.route = self.middleware.route_of(self.request, self.original_root_path)
         except Exception:
-            internal_error("ASGI finish")
-        self._record()
+            internal_error("ASGI route")
+        await run_async(self.core.finish(self))
 
-    def _record(self) -> None:
-        self.finished = True
-        ex = self.ex
-        if ex.response_time is None:
-            ex.response_time = time.time()
-        if ex.status is None:
-            ex.status = 500 if ex.error else 200
-        self.middleware.agent.record(ex)
+
+def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as ASGI wants them: bytes, names in lower case."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def _header(ex: Exchange, name: bytes) -> bytes:
+    for key, value in ex.request_headers:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def _length(ex: Exchange) -> int | None:
+    value = _header(ex, b"content-length")
+    return int(value) if value.isdigit() else None
+
+
+async def _read_ahead(receive: Receive) -> tuple[Receive, bytes]:
+    """Read the whole body before the app (governance rules with body conditions); the app
+    then receives the same messages."""
+    messages = []
+    chunks = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay, b"".join(chunks)
 
 
 class FlushOnShutdown:
@@ -461,8 +378,6 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) ->
 
 def flush_all() -> None:
     """Deliver what every agent in this process has queued, each within its shutdown_timeout."""
-    from .._agent import all_agents
-
     for agent in all_agents():
         agent.flush(agent.options.shutdown_timeout)
 

@@ -3,9 +3,11 @@ for callbacks (as the reference moesifasgi agent passes them).
 
 ::
 
-    from moesif_agent.integrations.starlette import MoesifMiddleware
+    from moesif_agent.integrations.starlette import MoesifStarletteMiddleware
 
-    app.add_middleware(MoesifMiddleware, settings={"APPLICATION_ID": "..."})
+    app.add_middleware(MoesifStarletteMiddleware, settings={"APPLICATION_ID": "..."})
+
+``MoesifMiddleware`` is the same class, under the reference agent's name.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._options import Options
-from .asgi import ASGIApp, MoesifASGIMiddleware
+from .asgi import ASGIApp, MoesifASGIMiddleware, _Cycle
 
 if TYPE_CHECKING:
-    from .asgi import _Cycle
+    from ._core import Flow
 
-__all__ = ["MoesifASGIMiddleware", "MoesifMiddleware"]
+__all__ = ["MoesifASGIMiddleware", "MoesifMiddleware", "MoesifStarletteMiddleware"]
 
 
-class MoesifMiddleware(MoesifASGIMiddleware):
+class MoesifStarletteMiddleware(MoesifASGIMiddleware):
     """The ASGI middleware for Starlette and FastAPI apps.
 
     Takes ``options`` (or ``settings=``, the reference agent's keyword) as an
@@ -47,10 +49,14 @@ class MoesifMiddleware(MoesifASGIMiddleware):
             raise TypeError("pass either options or settings, not both")
         super().__init__(app, options if options is not None else settings, **overrides)
 
-    def callback_args(self, cycle: _Cycle) -> tuple[Any, Any]:
-        request = Request(cycle.scope)
+    def callback_args(self, flow: Flow) -> tuple[Any, ...]:
+        assert isinstance(flow, _Cycle)
+        request = Request(flow.request)
         response = None
-        if cycle.started and cycle.ex.status is not None:
-            response = Response(status_code=cycle.ex.status)
-            response.raw_headers = list(cycle.ex.response_headers)
+        if flow.started and flow.ex.status is not None:
+            response = Response(status_code=flow.ex.status)
+            response.raw_headers = list(flow.ex.response_headers)
         return request, response
+
+
+MoesifMiddleware = MoesifStarletteMiddleware

@@ -14,16 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._callbacks import AdapterSettings, wrap
-from .._capture import (
-    TRANSACTION_ID_HEADER,
-    fill_from_environ,
-    header_value,
-    user_from_credentials,
-)
-from .._exchange import HEADERS_PAIRS, HEADERS_WSGI, Body, Exchange
+from .._capture import fill_from_environ
+from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
+from ._core import Flow, RequestCore, new_exchange, run_sync
+from ._tee import InputTee, ResponseEnd, tee_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,14 +27,12 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .._policy import Plan
-
 __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 
 ENVIRON_KEY = "moesif.exchange"
 
 
-class MoesifWSGIMiddleware(AdapterSettings):
+class MoesifWSGIMiddleware:
     """Wrap a WSGI app so that every API call it serves is sent to the collector.
 
     ::
@@ -62,36 +56,48 @@ class MoesifWSGIMiddleware(AdapterSettings):
     ) -> None:
         self.app = app
         self.agent = Agent.shared(Options.coerce(options, **overrides))
-        o = self.agent.options
-        self._read_settings(o, wrap)
+        self.core = RequestCore(
+            self.agent,
+            asynchronous=False,
+            callback_args=self._callback_args,
+            identify_args=self._identify_args,
+            skip_before_app=True,
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         agent = self.agent
         if not agent.enabled:
             return self.app(environ, start_response)
+        core = self.core
         try:
-            ex = self._start(environ)
+            flow = self._start(environ)
         except Exception:
             internal_error("WSGI request capture")
-            ex = None
-        if ex is None:
+            flow = None
+        if flow is None:
             return self.app(environ, start_response)
-        identify = _Identify(self, ex, environ)
-        try:
-            ahead = self._read_ahead(environ) if agent.policy.needs_body else None
-            plan = agent.begin(ex, identify, ahead)
-        except Exception:
-            internal_error("governance")
-            plan = None
-        if plan is not None and plan.block is not None:
-            return self._blocked(ex, plan, environ, start_response)
-        capture = self._log_body and (plan is None or plan.capture)
+        plan = None
+        policy = agent.policy
+        if not policy.trivial:
+            body = None
+            try:
+                size = core.body_ahead(
+                    policy, environ.get("CONTENT_TYPE", ""), environ.get("CONTENT_LENGTH")
+                )
+                if size:
+                    body = _read_ahead(environ, size)
+            except Exception:
+                internal_error("WSGI request body")
+            plan = run_sync(core.begin(flow, policy, body))
+            if plan is not None and plan.block is not None:
+                return self._blocked(flow, plan.block.body, start_response)
+        capture = core.capture(plan)
         if capture:
-            body = ex.request_body = Body(self._max_body)
+            tee = flow.ex.request_body = Body(core.max_body)
             stream = environ.get("wsgi.input")
             if stream is not None:
-                environ["wsgi.input"] = _InputTee(stream, body)
-        response = _Response(self, ex, environ, start_response, plan, capture, identify.called)
+                environ["wsgi.input"] = InputTee(stream, tee)
+        response = _Response(core, flow, start_response, core.added_headers(flow, plan), capture)
         try:
             result = self.app(environ, response.start_response)
         except BaseException as exc:
@@ -99,201 +105,65 @@ class MoesifWSGIMiddleware(AdapterSettings):
             raise
         return response.wrap(result)
 
-    # Request side ------------------------------------------------------------------------------
-
-    def _start(self, environ: WSGIEnvironment) -> Exchange | None:
+    def _start(self, environ: WSGIEnvironment) -> Flow | None:
         method = environ.get("REQUEST_METHOD", "GET")
-        script_name = environ.get("SCRIPT_NAME", "")
-        path = script_name + environ.get("PATH_INFO", "")
-        if self.agent.skips(method, path):
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        core = self.core
+        if core.skipped(method, path):
             return None
-        if self._skip is not None and self._skip(self.app, environ):
-            self.agent.skipped()
+        skip = core.callbacks.skip
+        if skip is not None and core.skip_asked(skip(self.app, environ)):
             return None
-        ex = Exchange()
-        ex.request_time = time.time()
-        ex.method = method
-        ex.path = path or "/"
-        ex.query = environ.get("QUERY_STRING", "")
-        fill_from_environ(ex, environ, environ.get("wsgi.url_scheme", "http"), self._echo_txid)
+        ex = new_exchange(method, path, environ.get("QUERY_STRING", ""))
+        fill_from_environ(ex, environ, environ.get("wsgi.url_scheme", "http"), core.echo_txid)
         environ[ENVIRON_KEY] = ex
-        return ex
+        return Flow(ex, environ)
 
-    def _read_ahead(self, environ: WSGIEnvironment) -> bytes | None:
-        """The request body, for governance rules with body conditions: read only when it is
-        JSON with a known length within max_body_size, and replayed to the app unchanged."""
-        if "json" not in environ.get("CONTENT_TYPE", ""):
-            return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            return None
-        stream = environ.get("wsgi.input")
-        if stream is None or not 0 < length <= self._max_body:
-            return None
-        data: bytes = stream.read(length)
-        environ["wsgi.input"] = io.BytesIO(data)
-        return data
+    def _callback_args(self, flow: Flow) -> tuple[Any, ...]:
+        return self.app, flow.request
 
-    def identify(
-        self, ex: Exchange, environ: WSGIEnvironment, response_headers: list[Any] | None
-    ) -> None:
-        """Fill user and company ids, once per request (callbacks, then credentials)."""
-        args: tuple[Any, ...] = (self.app, environ)
-        if response_headers is not None:
-            args += (dict(response_headers),)
-        if self._identify_user is not None:
-            ex.user_id = self._identify_user(*args)
-        if ex.user_id is None and response_headers is None:
-            # Governance needs the user now; otherwise the worker reads the credentials.
-            for name in self._auth_headers:
-                value = header_value(HEADERS_WSGI, ex.request_headers, name)
-                if value:
-                    ex.user_id = user_from_credentials(value, self._auth_field)
-                    if ex.user_id:
-                        break
-        if self._identify_company is not None:
-            ex.company_id = self._identify_company(*args)
+    def _identify_args(self, flow: Flow) -> tuple[Any, ...]:
+        if flow.response is None:  # before the app: no response headers yet
+            return self.app, flow.request
+        return self.app, flow.request, dict(flow.ex.response_headers)
 
-    def finish(self, ex: Exchange, environ: WSGIEnvironment, identified: bool) -> None:
-        """Complete the exchange with the callbacks' data and hand it to the agent."""
-        try:
-            if not identified:
-                self.identify(ex, environ, ex.response_headers)
-            if self._get_session_token is not None:
-                ex.session_token = self._get_session_token(self.app, environ)
-            if self._get_metadata is not None:
-                ex.metadata = self._get_metadata(self.app, environ)
-        except Exception:
-            internal_error("WSGI identify")
-        self.agent.record(ex)
-
-    # Blocked by governance ---------------------------------------------------------------------
-
-    def _blocked(
-        self, ex: Exchange, plan: Plan, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        block = plan.block
-        assert block is not None
-        headers = list(block.headers)
-        if self._echo_txid:
-            headers.append((TRANSACTION_ID_HEADER, ex.transaction_id))
-        ex.status = block.status
-        ex.response_headers = headers
-        ex.response_header_style = HEADERS_PAIRS
-        ex.blocked_by = block.rule_id
-        if self._log_body:
-            ex.response_body = Body(self._max_body)
-            ex.response_body.add(block.body)
-        start_response(_status_line(block.status), headers)
+    def _blocked(self, flow: Flow, body: bytes, start_response: StartResponse) -> Iterable[bytes]:
+        ex = flow.ex
+        start_response(_status_line(ex.status or 200), list(ex.response_headers))
         ex.response_time = time.time()
-        self.finish(ex, environ, identified=True)
-        return [block.body]
+        flow.response = ex.response_headers
+        run_sync(self.core.finish(flow))
+        return [body]
 
 
-class _Identify:
-    """The callable ``Agent.begin`` uses when governance needs identities before the app."""
-
-    __slots__ = ("called", "environ", "ex", "middleware")
-
-    def __init__(self, middleware: MoesifWSGIMiddleware, ex: Exchange, environ: Any) -> None:
-        self.middleware = middleware
-        self.ex = ex
-        self.environ = environ
-        self.called = False
-
-    def __call__(self) -> None:
-        self.called = True
-        self.middleware.identify(self.ex, self.environ, None)
-
-
-class _InputTee:
-    """``wsgi.input`` as the app reads it, copying what it reads into the body capture."""
-
-    def __init__(self, stream: Any, body: Body) -> None:
-        self._stream = stream
-        self._body = body
-
-    def read(self, *args: Any) -> bytes:
-        data: bytes = self._stream.read(*args)
-        if data:
-            self._body.add(data)
-        return data
-
-    def readline(self, *args: Any) -> bytes:
-        data: bytes = self._stream.readline(*args)
-        if data:
-            self._body.add(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int | None:
-        # Readers such as werkzeug's LimitedStream prefer readinto; servers such as gunicorn
-        # only offer read, so fall back to it.
-        readinto = getattr(self._stream, "readinto", None)
-        if readinto is None:
-            data = self._stream.read(len(buffer))
-            count: int | None = len(data)
-            buffer[: len(data)] = data
-        else:
-            count = readinto(buffer)
-        if count:
-            self._body.add(bytes(memoryview(buffer)[:count]))
-        return count
-
-    def read1(self, *args: Any) -> bytes:
-        read1 = getattr(self._stream, "read1", None) or self._stream.read
-        data: bytes = read1(*args)
-        if data:
-            self._body.add(data)
-        return data
-
-    def readlines(self, *args: Any) -> list[bytes]:
-        lines: list[bytes] = self._stream.readlines(*args)
-        for line in lines:
-            self._body.add(line)
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._stream:
-            self._body.add(line)
-            yield line
-
-    def __getattr__(self, name: str) -> Any:  # anything else a server offers (fileno, ...)
-        return getattr(self._stream, name)
+def _read_ahead(environ: WSGIEnvironment, size: int) -> bytes | None:
+    """Read ``size`` body bytes for governance and replay them to the app unchanged."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return None
+    data: bytes = stream.read(size)
+    environ["wsgi.input"] = io.BytesIO(data)
+    return data
 
 
 class _Response:
     """start_response and the response iterable for one request."""
 
-    __slots__ = (
-        "_start_response",
-        "capture",
-        "environ",
-        "ex",
-        "extra_headers",
-        "finished",
-        "identified",
-        "middleware",
-    )
+    __slots__ = ("_start_response", "capture", "core", "extra_headers", "flow")
 
     def __init__(
         self,
-        middleware: MoesifWSGIMiddleware,
-        ex: Exchange,
-        environ: WSGIEnvironment,
+        core: RequestCore,
+        flow: Flow,
         start_response: StartResponse,
-        plan: Plan | None,
+        extra_headers: list[tuple[str, str]],
         capture: bool,
-        identified: bool,
     ) -> None:
-        self.middleware = middleware
-        self.ex = ex
-        self.environ = environ
+        self.core = core
+        self.flow = flow
         self._start_response = start_response
-        self.extra_headers = plan.headers if plan is not None else []
+        self.extra_headers = extra_headers
         self.capture = capture
-        self.identified = identified
-        self.finished = False
 
     def start_response(
         self,
@@ -303,17 +173,16 @@ class _Response:
         | tuple[None, None, None]
         | None = None,
     ) -> Callable[[bytes], object]:
-        ex = self.ex
+        ex = self.flow.ex
         try:
             ex.status = int(status[:3])
             ex.response_headers = list(headers)
             ex.response_header_style = HEADERS_PAIRS
             extra = self.extra_headers
-            if self.middleware._echo_txid:
-                extra = [*extra, (TRANSACTION_ID_HEADER, ex.transaction_id)]
             if extra:
                 headers = headers + extra  # a new list: the app's list is not mutated
                 ex.response_headers += extra
+            self.flow.response = ex.response_headers
         except Exception:
             internal_error("WSGI start_response")
         write = self._start_response(status, headers, exc_info)
@@ -322,33 +191,22 @@ class _Response:
         return write
 
     def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        file_wrapper = self.environ.get("wsgi.file_wrapper")
+        file_wrapper = self.flow.request.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # Passed through untouched so the server can sendfile; recorded without its body.
-            self.ex.notes = {"response_body": {"omitted": "file response"}}
-            self.done(aborted=False)
+            self.flow.ex.notes = {"response_body": {"omitted": "file response"}}
+            self.done()
             return result
         return _ResponseTee(result, self)
 
     def failed(self, exc: BaseException) -> None:
         """The app raised before returning its iterable."""
-        self.ex.status = 500
-        self.ex.error = type(exc).__name__
-        self.done(aborted=False)
+        self.core.failed(self.flow, exc)
+        self.done()
 
-    def done(self, aborted: bool) -> None:
-        """Finish the exchange once: after the last chunk and close(), or on failure."""
-        if self.finished:
-            return
-        self.finished = True
-        ex = self.ex
-        if ex.response_time is None:
-            ex.response_time = time.time()
-        if ex.status is None:
-            ex.status = 500 if ex.error else 200
-        if aborted:
-            ex.notes = {**(ex.notes or {}), "aborted": "the response was closed before its end"}
-        self.middleware.finish(ex, self.environ, self.identified)
+    def done(self) -> None:
+        """Finish the exchange once: at the last chunk, on close(), or on failure."""
+        run_sync(self.core.finish(self.flow))
 
 
 class _TeeWrite:
@@ -361,43 +219,26 @@ class _TeeWrite:
         self.response = response
 
     def __call__(self, data: bytes) -> object:
-        ex = self.response.ex
+        ex = self.response.flow.ex
         if ex.response_body is None:
-            ex.response_body = Body(self.response.middleware._max_body)
+            ex.response_body = Body(self.response.core.max_body)
         ex.response_body.add(data)
         return self.write(data)
 
 
 class _ResponseTee:
-    """The app's iterable, passed through chunk by chunk and copied up to the body cap."""
+    """The app's iterable, passed through chunk by chunk and copied up to the body cap; the
+    call is finished at its last chunk, or when the server closes it."""
 
     def __init__(self, result: Iterable[bytes], response: _Response) -> None:
         self._result = result
-        self._response = response
-        self._completed = False
+        self._end = end = ResponseEnd(response.core, response.flow, response.done)
+        if response.capture:
+            ex = response.flow.ex
+            end.body = ex.response_body = ex.response_body or Body(response.core.max_body)
 
     def __iter__(self) -> Iterator[bytes]:
-        response = self._response
-        ex = response.ex
-        body: Body | None = None
-        if response.capture:
-            body = ex.response_body
-            if body is None:
-                body = ex.response_body = Body(response.middleware._max_body)
-        try:
-            for chunk in self._result:
-                if body is not None and chunk:
-                    body.add(chunk)
-                yield chunk
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            ex.error = type(exc).__name__
-            ex.status = 500
-            raise
-        self._completed = True
-        ex.response_time = time.time()
-        response.done(aborted=False)  # the last byte is out; close() may come much later
+        return tee_chunks(self._result, self._end)
 
     def close(self) -> None:
         try:
@@ -405,11 +246,10 @@ class _ResponseTee:
             if close is not None:
                 close()
         except BaseException as exc:
-            self._response.ex.error = self._response.ex.error or type(exc).__name__
+            self._end.failed(exc)
             raise
         finally:
-            response = self._response
-            response.done(aborted=not self._completed and response.ex.error is None)
+            self._end.closed()
 
 
 def _status_line(status: int) -> str:

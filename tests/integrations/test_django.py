@@ -36,7 +36,8 @@ from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from moesif_agent import _guard
 from moesif_agent._exchange import Body
-from moesif_agent.integrations.django import MoesifMiddleware, _StreamTee
+from moesif_agent.integrations._tee import InputTee
+from moesif_agent.integrations.django import MoesifMiddleware
 from tests.integrations.django_test_project import middleware as fake_auth
 from tests.integrations.django_test_project.views import STATE
 from tests.recorder import Recorder
@@ -381,22 +382,24 @@ def test_a_stream_closed_early_is_recorded_as_aborted(project: Project) -> None:
 # Identity and callbacks ------------------------------------------------------------------------
 
 
-def test_request_user_then_the_authorization_header(project: Project) -> None:
+def test_a_user_the_view_loaded_then_the_authorization_header(project: Project) -> None:
     client = Client()
     assert client.get("/whoami", headers={"X-Test-User": "alice"}).json() == {"user": "alice"}
     basic = "Basic " + base64.b64encode(b"bob:secret").decode()
+    # The view never touched request.user: loading it would be a query the app did not make.
     client.get("/items/1", headers={"X-Test-User": "carol", "Authorization": basic})
     client.get("/items/1", headers={"Authorization": basic})  # anonymous: the header decides
     users = [event.get("user_id") for event in project.events()]
-    assert users == ["alice", "carol", "bob"]
+    assert users == ["alice", "bob", "bob"]
+    assert fake_auth.LOADS == ["user"]  # only the view's own load
 
 
 @pytest.mark.anyio
-async def test_async_user_is_loaded_with_auser_never_on_the_event_loop(project: Project) -> None:
+async def test_async_the_agent_never_loads_the_user(project: Project) -> None:
     response = await AsyncClient().get("/async/noop", headers={"X-Test-User": "alice"})
     assert response.status_code == 200
-    assert fake_auth.LOADS == ["auser"]
-    assert project.event()["user_id"] == "alice"
+    assert fake_auth.LOADS == []
+    assert "user_id" not in project.event()
 
 
 def test_callbacks_get_request_and_response_once_each(project: Project) -> None:
@@ -606,7 +609,7 @@ async def test_rules_on_the_body_see_it_and_the_async_view_still_reads_it(
 
 def test_a_seekable_request_stream_reread_is_captured_once() -> None:
     body = Body(1000)
-    tee = _StreamTee(io.BytesIO(b"0123456789"), body)
+    tee = InputTee(io.BytesIO(b"0123456789"), body)
     assert tee.read(4) == b"0123"
     assert tee.seek(0, os.SEEK_END) == 10
     tee.seek(2)

@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._callbacks import wrap
-from ._capture import new_transaction_id
-from ._exchange import HEADERS_PAIRS, Body, Exchange
-from ._guard import internal_error
+from .._capture import new_transaction_id
+from .._exchange import HEADERS_PAIRS, Body, Exchange
+from .._guard import internal_error
+from ._core import Flow, RequestCore, new_exchange, run_sync
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from .._agent import Agent
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +39,17 @@ _patched: dict[str, tuple[Any, str, Any]] = {}  # what was replaced, to restore 
 
 
 class _Config:
-    """The capturing agent's outgoing options, wrapped once."""
+    """The capturing agent's outgoing options, read once."""
 
     def __init__(self, agent: Agent) -> None:
-        o = agent.options
-        self.collector = urlsplit(o.base_uri).netloc
-        self.log_body = o.log_body_outgoing
-        self.max_body = o.max_body_size
-        self.skip = wrap("skip_outgoing", o.skip_outgoing)
-        self.identify_user = wrap("identify_user_outgoing", o.identify_user_outgoing)
-        self.identify_company = wrap("identify_company_outgoing", o.identify_company_outgoing)
-        self.get_session_token = wrap("get_session_token_outgoing", o.get_session_token_outgoing)
-        self.get_metadata = wrap("get_metadata_outgoing", o.get_metadata_outgoing)
+        self.collector = urlsplit(agent.options.base_uri).netloc
+        self.core = RequestCore(
+            agent, asynchronous=False, callback_args=_callback_args, outgoing=True
+        )
+
+
+def _callback_args(flow: Flow) -> tuple[Any, ...]:
+    return flow.request, flow.response
 
 
 def install(agent: Agent) -> None:
@@ -74,51 +73,34 @@ def uninstall() -> None:
         _config = None
 
 
-def _current() -> tuple[Agent, _Config] | None:
+def _current() -> _Config | None:
     agent = _agent_ref() if _agent_ref is not None else None
     config = _config
     if agent is None or config is None or not agent.enabled:
         return None
-    return agent, config
+    return config
 
 
-class _Call:
+class _Call(Flow):
     """One outgoing call being captured."""
 
-    __slots__ = ("agent", "config", "done", "ex", "request")
+    __slots__ = ("core",)
 
-    def __init__(self, agent: Agent, config: _Config, ex: Exchange, request: Any) -> None:
-        self.agent = agent
-        self.config = config
-        self.ex = ex
-        self.request = request
-        self.done = False
+    def __init__(self, core: RequestCore, ex: Exchange, request: Any) -> None:
+        super().__init__(ex, request)
+        self.core = core
 
     def finish(self, response: Any) -> None:
-        if self.done:
+        if self.finished:
             return
-        self.done = True
-        try:
-            ex, config = self.ex, self.config
-            if ex.response_time is None:
-                ex.response_time = time.time()
-            if config.skip is not None and config.skip(self.request, response):
-                self.agent.skipped()
-                return
-            if config.identify_user is not None:
-                ex.user_id = config.identify_user(self.request, response)
-            if config.identify_company is not None:
-                ex.company_id = config.identify_company(self.request, response)
-            if config.get_session_token is not None:
-                ex.session_token = config.get_session_token(self.request, response)
-            if config.get_metadata is not None:
-                ex.metadata = config.get_metadata(self.request, response)
-        except Exception:
-            internal_error("outgoing capture")
-        self.agent.record(self.ex)
+        self.response = response
+        ex = self.ex
+        if ex.response_time is None:
+            ex.response_time = time.time()
+        run_sync(self.core.finish(self))
 
     def failed(self, exc: BaseException) -> None:
-        self.ex.error = type(exc).__name__
+        self.core.failed(self, exc, response_started=True)
         self.finish(None)
 
 
@@ -126,30 +108,27 @@ def _start(method: str, url: str, headers: list[tuple[str, str]], body: Any) -> 
     current = _current()
     if current is None:
         return None
-    agent, config = current
+    config = current
     parts = urlsplit(url)
     if parts.netloc == config.collector:
         return None
-    ex = Exchange()
+    core = config.core
+    ex = new_exchange(method, parts.path, parts.query)
     ex.direction = "Outgoing"
     ex.transaction_id = new_transaction_id()
-    ex.request_time = time.time()
-    ex.method = method
     ex.scheme = parts.scheme or "http"
     ex.host = parts.netloc
-    ex.path = parts.path or "/"
-    ex.query = parts.query
     ex.request_header_style = HEADERS_PAIRS
     ex.request_headers = headers
-    if config.log_body:
-        captured = Body(config.max_body)
+    if core.log_body:
+        captured = Body(core.max_body)
         if isinstance(body, str):
             body = body.encode("utf-8")
         if isinstance(body, bytes | bytearray):
             captured.add(bytes(body))
         ex.request_body = captured
-        ex.response_body = Body(config.max_body)
-    return _Call(agent, config, ex, None)
+        ex.response_body = Body(core.max_body)
+    return _Call(core, ex, None)
 
 
 def _set_response(call: _Call, status: int, headers: list[tuple[str, str]]) -> None:

@@ -1,0 +1,151 @@
+"""Copying bodies as they flow (request thread): nothing is read ahead, nothing buffered.
+
+``InputTee`` stands in for a request stream (WSGI ``wsgi.input``, Django's ``request._stream``)
+and copies what the app reads. ``tee_chunks`` / ``atee_chunks`` pass a streamed response
+through chunk by chunk, copying it, and tell a :class:`ResponseEnd` how it ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._exchange import Body
+    from ._core import Flow, RequestCore
+
+
+class InputTee:
+    """A request stream as the app reads it, copying what it reads into ``body``.
+
+    Positions are tracked so that a seekable stream (Django's spooled ASGI body) that is
+    re-read is not copied twice."""
+
+    __slots__ = ("_body", "_copied", "_pos", "_stream")
+
+    def __init__(self, stream: Any, body: Body) -> None:
+        self._stream = stream
+        self._body = body
+        self._pos = 0
+        self._copied = 0
+
+    def _tee(self, data: bytes) -> bytes:
+        start = self._pos
+        end = self._pos = start + len(data)
+        if end > self._copied:
+            self._body.add(data if start >= self._copied else data[self._copied - start :])
+            self._copied = end
+        return data
+
+    def read(self, *args: Any) -> bytes:
+        return self._tee(self._stream.read(*args))
+
+    def readline(self, *args: Any) -> bytes:
+        return self._tee(self._stream.readline(*args))
+
+    def read1(self, *args: Any) -> bytes:
+        read1 = getattr(self._stream, "read1", None) or self._stream.read
+        return self._tee(read1(*args))
+
+    def readinto(self, buffer: Any) -> int | None:
+        # Readers such as werkzeug's LimitedStream prefer readinto; servers such as gunicorn
+        # only offer read, so fall back to it.
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is None:
+            data = self._stream.read(len(buffer))
+            count: int | None = len(data)
+            buffer[: len(data)] = data
+        else:
+            count = readinto(buffer)
+        if count:
+            self._tee(bytes(memoryview(buffer)[:count]))
+        return count
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        lines: list[bytes] = self._stream.readlines(*args)
+        for line in lines:
+            self._tee(line)
+        return lines
+
+    def seek(self, *args: Any) -> int:
+        position: int = self._stream.seek(*args)
+        self._pos = position
+        return position
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            yield self._tee(line)
+
+    def __getattr__(self, name: str) -> Any:  # close, fileno, seekable, tell...
+        return getattr(self._stream, name)
+
+
+class ResponseEnd:
+    """How one streamed response ended: its last chunk, a failure, or an early close.
+    ``done`` runs once, at the first of them."""
+
+    __slots__ = ("body", "completed", "core", "done", "flow", "started")
+
+    # ``started``: a chunk reached the client, so the status it got is the one recorded.
+
+    def __init__(self, core: RequestCore, flow: Flow, done: Callable[[], None]) -> None:
+        self.core = core
+        self.flow = flow
+        self.done: Callable[[], None] | None = done
+        self.body: Body | None = None  # where chunks are copied (None: not captured)
+        self.started = False
+        self.completed = False
+
+    def end(self) -> None:
+        """The last byte is out (a server's close() may come much later)."""
+        self.completed = True
+        self.flow.ex.response_time = time.time()
+        self._once()
+
+    def failed(self, exc: BaseException) -> None:
+        if self.flow.ex.error is None:
+            self.core.failed(self.flow, exc, response_started=self.started)
+        self._once()
+
+    def closed(self) -> None:
+        ex = self.flow.ex
+        if self.started and not self.completed and ex.error is None:
+            ex.notes = {**(ex.notes or {}), "aborted": "the response was closed before its end"}
+        self._once()
+
+    def _once(self) -> None:
+        done, self.done = self.done, None
+        if done is not None:
+            done()
+
+
+@contextmanager
+def _watching(end: ResponseEnd) -> Iterator[None]:
+    try:
+        yield
+    except GeneratorExit:  # closed early: close() says so
+        raise
+    except BaseException as exc:
+        end.failed(exc)
+        raise
+    end.end()
+
+
+def tee_chunks(content: Iterable[bytes], end: ResponseEnd) -> Iterator[bytes]:
+    with _watching(end):
+        for chunk in content:
+            if end.body is not None and chunk:
+                end.body.add(chunk)
+            end.started = True  # handed to the server: its status line is committed
+            yield chunk
+
+
+async def atee_chunks(content: AsyncIterable[bytes], end: ResponseEnd) -> AsyncIterator[bytes]:
+    with _watching(end):
+        async for chunk in content:
+            if end.body is not None and chunk:
+                end.body.add(chunk)
+            end.started = True
+            yield chunk
