@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import timeit
 
-from moesif_agent._capture import TrustedProxies
 from moesif_agent._exchange import HEADERS_WSGI, Exchange
+from moesif_agent._forwarding import TrustedProxies
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 from moesif_agent._policy import Policy
 

@@ -9,7 +9,8 @@ framework-independent pieces::
 from __future__ import annotations
 
 from ._agent import Agent
+from ._client import Outcome
 from ._options import Options
 from ._version import __version__
 
-__all__ = ["Agent", "Options", "__version__"]
+__all__ = ["Agent", "Options", "Outcome", "__version__"]

@@ -18,9 +18,10 @@ from ._exchange import Exchange
 from ._guard import internal_error
 from ._options import Options
 from ._policy import DEFAULT_POLICY, Policy
+from ._queues import Channel, Counter
 from ._remote import RemoteConfig
 from ._sampling import keeps
-from ._transport import Channel, Counter, Transport
+from ._transport import Transport
 from ._wire import WireEncoder
 
 logger = logging.getLogger("moesif_agent")

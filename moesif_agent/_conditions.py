@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._capture import TrustedProxies, client_ip, header_dict, header_value
+from ._capture import header_dict, header_value
+from ._forwarding import TrustedProxies, client_ip
 from ._guard import log_once
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._capture import TrustedProxies
 from ._conditions import View
+from ._forwarding import TrustedProxies
 from ._governance import Block, Governance, Plan
 from ._sampling import Sampling, keeps
 

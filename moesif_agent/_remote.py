@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._capture import TrustedProxies
+from ._forwarding import TrustedProxies
 from ._guard import log_once
 from ._policy import Policy
 

@@ -21,16 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._capture import (
-    TrustedProxies,
-    client_ip,
-    credentials_user,
-    forwarded_origin,
-    header_maps,
-    new_transaction_id,
-)
+from ._capture import credentials_user, header_maps, new_transaction_id
+from ._event_model import Dropped, apply_mask_callback
 from ._exchange import Body, Exchange
-from ._guard import callback_failed
+from ._forwarding import TrustedProxies, client_ip, forwarded_origin
 from ._masking import KeySet, Masker
 
 if TYPE_CHECKING:
@@ -42,14 +36,6 @@ MAX_EVENT_BYTES = 1_000_000
 _FORM = "application/x-www-form-urlencoded"
 _PATH_SAFE = "/%;:@&=+$,!~*()'"
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-]")
-
-
-class Dropped(Exception):
-    """The event must not be sent; ``reason`` is the stats key it is counted under."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -90,7 +76,7 @@ class WireEncoder:
         self._raw.clear()
         event = self.event(item) if isinstance(item, Exchange) else self.custom_event(item)
         if self.mask_event_model is not None:
-            event = self._apply_mask_callback(event)
+            event = apply_mask_callback(self.mask_event_model, event)
         data = _dumps(event)
         for placeholder, raw in self._raw:
             data = data.replace(placeholder, raw, 1)
@@ -128,30 +114,6 @@ class WireEncoder:
             base, _, query = uri.partition("?")
             request["uri"] = base + "?" + masker.form(query, masker.query_keys)
         return event
-
-    def _apply_mask_callback(self, event: dict[str, Any]) -> dict[str, Any]:
-        assert self.mask_event_model is not None
-        try:
-            masked = self.mask_event_model(_model_view(event))
-        except Exception as exc:
-            callback_failed("mask_event_model", exc)
-            raise Dropped("mask_error") from None
-        if masked is None:
-            raise Dropped("masked_out")
-        if not isinstance(masked, dict):
-            callback_failed(
-                "mask_event_model",
-                TypeError(f"returned {type(masked).__name__}, expected the event dict or None"),
-            )
-            raise Dropped("mask_error")
-        # ``event.response.body = None`` (the reference agents' idiom) removes the body.
-        for part in (masked, masked.get("request"), masked.get("response")):
-            if isinstance(part, dict):
-                for key in [key for key, value in part.items() if value is None]:
-                    del part[key]
-                if part is not masked and "body" not in part:
-                    part.pop("transfer_encoding", None)
-        return masked
 
     def event(self, ex: Exchange) -> dict[str, Any]:
         masker = self.masker
@@ -297,54 +259,6 @@ class WireEncoder:
 
 
 # The decoder's C scanner (not in the typing stubs); it keeps no state between calls.
-_MODEL_FIELDS = {
-    "event": frozenset(
-        "request response transaction_id session_token tags user_id company_id metadata "
-        "direction weight blocked_by".split()
-    ),
-    "request": frozenset(
-        "time uri verb headers api_version ip_address body transfer_encoding".split()
-    ),
-    "response": frozenset("time status headers ip_address body transfer_encoding".split()),
-}
-
-
-class _Model(dict):  # type: ignore[type-arg]
-    """A wire-event dict whose fields also read and write as attributes, as the reference
-    agents' ``EventModel`` does (``event.response.body = None``), so their
-    ``mask_event_model`` functions work unchanged. An unset field reads as None, as there."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, data: dict[str, Any], fields: frozenset[str]) -> None:
-        super().__init__(data)
-        object.__setattr__(self, "_fields", fields)
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "_fields" and name in self._fields:
-            return self.get(name)
-        raise AttributeError(f"the event has no field {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_fields":  # copy.copy / deepcopy restoring the slot
-            object.__setattr__(self, name, value)
-        elif name in self._fields:
-            self[name] = value
-        else:
-            raise AttributeError(f"the event has no field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        self.pop(name, None)
-
-
-def _model_view(event: dict[str, Any]) -> _Model:
-    view = _Model(event, _MODEL_FIELDS["event"])
-    for part in ("request", "response"):
-        if isinstance(event.get(part), dict):
-            view[part] = _Model(event[part], _MODEL_FIELDS[part])
-    return view
-
-
 _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _JSON_SPACE = " \t\n\r"
 

@@ -8,8 +8,6 @@ import uuid
 import pytest
 
 from moesif_agent._capture import (
-    TrustedProxies,
-    client_ip,
     header_dict,
     header_value,
     new_transaction_id,
@@ -18,6 +16,7 @@ from moesif_agent._capture import (
     wsgi_header_name,
 )
 from moesif_agent._exchange import HEADERS_ASGI, HEADERS_PAIRS, HEADERS_WSGI
+from moesif_agent._forwarding import TrustedProxies, client_ip
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 
 TRUSTED = TrustedProxies(DEFAULT_TRUSTED_PROXIES)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import importlib
 import types
+
+import pytest
 
 import moesif_agent
 
 
 def test_public_surface_is_pinned() -> None:
-    assert moesif_agent.__all__ == ["Agent", "Options", "__version__"]
+    assert moesif_agent.__all__ == ["Agent", "Options", "Outcome", "__version__"]
     for name in moesif_agent.__all__:
         assert getattr(moesif_agent, name) is not None
     public = {
@@ -14,4 +17,35 @@ def test_public_surface_is_pinned() -> None:
         for name, value in vars(moesif_agent).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert public - {"annotations"} == {"Agent", "Options"}
+    assert public - {"annotations"} == {"Agent", "Options", "Outcome"}
+
+
+INTEGRATIONS = {
+    "wsgi": ["MoesifMiddleware", "MoesifWSGIMiddleware"],
+    "flask": ["Moesif", "MoesifMiddleware", "MoesifWSGIMiddleware"],
+    "asgi": ["FlushOnShutdown", "MoesifASGIMiddleware", "MoesifMiddleware", "ResponseInfo"],
+    "starlette": ["MoesifASGIMiddleware", "MoesifMiddleware", "MoesifStarletteMiddleware"],
+    "django": ["MoesifDjangoMiddleware", "MoesifMiddleware"],
+}
+
+
+@pytest.mark.parametrize("name", list(INTEGRATIONS))
+def test_each_integration_module_pins_its_public_names(name: str) -> None:
+    module = importlib.import_module(f"moesif_agent.integrations.{name}")
+    assert module.__all__ == INTEGRATIONS[name]
+    for exported in module.__all__:
+        assert getattr(module, exported) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "primary"),
+    [
+        ("wsgi", "MoesifMiddleware", "MoesifWSGIMiddleware"),
+        ("asgi", "MoesifMiddleware", "MoesifASGIMiddleware"),
+        ("starlette", "MoesifMiddleware", "MoesifStarletteMiddleware"),
+        ("django", "MoesifMiddleware", "MoesifDjangoMiddleware"),
+    ],
+)
+def test_the_reference_agents_name_is_an_alias(name: str, alias: str, primary: str) -> None:
+    module = importlib.import_module(f"moesif_agent.integrations.{name}")
+    assert getattr(module, alias) is getattr(module, primary)

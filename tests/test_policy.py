@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from moesif_agent import Agent
-from moesif_agent._capture import TrustedProxies
 from moesif_agent._exchange import HEADERS_PAIRS, Exchange
+from moesif_agent._forwarding import TrustedProxies
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 from moesif_agent._policy import Policy, keeps
 

@@ -268,7 +268,7 @@ def test_dry_run_keeps_masked_events_in_memory() -> None:
 def test_the_worker_sees_whether_request_threads_are_queueing() -> None:
     # The worker releases the GIL during long encodes only while the app is queueing events:
     # a release costs a context switch even when no thread is waiting for it.
-    from moesif_agent._transport import Channel
+    from moesif_agent._queues import Channel
 
     channel = Channel("events", "/v1/events/batch", 10, lambda item: b"{}")
     assert not channel.app_active()

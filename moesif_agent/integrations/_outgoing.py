@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from .._capture import new_transaction_id
 from .._exchange import HEADERS_PAIRS, Body, Exchange
 from .._guard import internal_error
 from ._core import Flow, RequestCore, new_exchange, run_sync
+from ._tee import ResponseEnd, atee_chunks, tee_chunks
 
 if TYPE_CHECKING:
     from .._agent import Agent
@@ -104,6 +106,37 @@ class _Call(Flow):
         self.finish(None)
 
 
+class _Sending:
+    """One send by the library: its outcome reaches the capture when the send ends (the
+    library's own result or exception passes through unchanged)."""
+
+    __slots__ = ("call", "extra", "respond", "response")
+
+    def __init__(
+        self, call: _Call | None, respond: Callable[[_Call, Any, Any], None], extra: Any
+    ) -> None:
+        self.call = call
+        self.respond = respond
+        self.extra = extra
+        self.response: Any = None
+
+    def __enter__(self) -> _Sending:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, traceback: Any) -> None:
+        call = self.call
+        if call is None:
+            return
+        if exc is not None:
+            call.failed(exc)
+            return
+        try:
+            self.respond(call, self.response, self.extra)
+        except Exception:
+            internal_error("outgoing capture (response)")
+            call.finish(self.response)
+
+
 def _start(method: str, url: str, headers: list[tuple[str, str]], body: Any) -> _Call | None:
     current = _current()
     if current is None:
@@ -156,30 +189,16 @@ def _patch_httpx() -> None:
 
     @functools.wraps(original_send)
     def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        call = _httpx_start(request)
-        try:
-            response = original_send(self, request, **kwargs)
-        except BaseException as exc:
-            if call is not None:
-                call.failed(exc)
-            raise
-        if call is not None:
-            _httpx_response(call, response, asynchronous=False)
+        with _Sending(_httpx_start(request), _httpx_response, _SyncTee) as sending:
+            sending.response = response = original_send(self, request, **kwargs)
         return response
 
     @functools.wraps(original_async_send)
     async def async_send(
         self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
     ) -> httpx.Response:
-        call = _httpx_start(request)
-        try:
-            response = await original_async_send(self, request, **kwargs)
-        except BaseException as exc:
-            if call is not None:
-                call.failed(exc)
-            raise
-        if call is not None:
-            _httpx_response(call, response, asynchronous=True)
+        with _Sending(_httpx_start(request), _httpx_response, _AsyncTee) as sending:
+            sending.response = response = await original_async_send(self, request, **kwargs)
         return response
 
     _patched["httpx.Client"] = (httpx.Client, "send", original_send)
@@ -204,57 +223,48 @@ def _httpx_start(request: Any) -> _Call | None:
         return None
 
 
-def _httpx_response(call: _Call, response: Any, *, asynchronous: bool) -> None:
-    try:
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
-        _set_response(call, response.status_code, headers)
-        if hasattr(response, "_content"):  # already read (stream=False): decoded content
-            _add(call, response.content)
-            call.finish(response)
-            return
-        # Streamed: tee the decoded content as the caller reads it, finish when it closes.
-        call.ex.decoded = False  # the raw stream is what we see: still content-encoded
-        tee = _AsyncTee if asynchronous else _SyncTee
-        response.stream = tee(response.stream, call, response)
-    except Exception:
-        internal_error("outgoing capture (httpx response)")
+def _httpx_response(call: _Call, response: Any, tee: type[_SyncTee | _AsyncTee]) -> None:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
+    _set_response(call, response.status_code, headers)
+    if hasattr(response, "_content"):  # already read (stream=False): decoded content
+        _add(call, response.content)
         call.finish(response)
+        return
+    # Streamed: tee the raw (still content-encoded) stream as the caller reads it.
+    call.ex.decoded = False
+    end = ResponseEnd(call.core, call, partial(call.finish, response))
+    end.body = call.ex.response_body
+    response.stream = tee(response.stream, end)
 
 
 class _SyncTee(httpx.SyncByteStream):
-    def __init__(self, inner: Any, call: _Call, response: Any) -> None:
+    def __init__(self, inner: Any, end: ResponseEnd) -> None:
         self.inner = inner
-        self.call = call
-        self.response = response
+        self.end = end
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.inner:
-            _add(self.call, chunk)
-            yield chunk
+        return tee_chunks(self.inner, self.end)
 
     def close(self) -> None:
         try:
             self.inner.close()
         finally:
-            self.call.finish(self.response)
+            self.end.closed()
 
 
 class _AsyncTee(httpx.AsyncByteStream):
-    def __init__(self, inner: Any, call: _Call, response: Any) -> None:
+    def __init__(self, inner: Any, end: ResponseEnd) -> None:
         self.inner = inner
-        self.call = call
-        self.response = response
+        self.end = end
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:
-            _add(self.call, chunk)
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return atee_chunks(self.inner, self.end)
 
     async def aclose(self) -> None:
         try:
             await self.inner.aclose()
         finally:
-            self.call.finish(self.response)
+            self.end.closed()
 
 
 # requests --------------------------------------------------------------------------------------
@@ -271,16 +281,9 @@ def _patch_requests() -> None:
 
     @functools.wraps(original_send)
     def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
-        call = _requests_start(request)
-        try:
-            response = original_send(self, request, **kwargs)
-        except BaseException as exc:
-            if call is not None:
-                call.failed(exc)
-            raise
-        if call is not None:
-            _requests_response(call, response, streamed=bool(kwargs.get("stream")))
-        return response
+        with _Sending(_requests_start(request), _requests_response, kwargs.get("stream")) as sent:
+            sent.response = original_send(self, request, **kwargs)
+        return sent.response
 
     _patched["requests.Session"] = (requests.Session, "send", original_send)
     requests.Session.send = send  # type: ignore[method-assign]
@@ -298,34 +301,30 @@ def _requests_start(request: Any) -> _Call | None:
         return None
 
 
-def _requests_response(call: _Call, response: Any, *, streamed: bool) -> None:
-    try:
-        headers = [(str(k), str(v)) for k, v in response.headers.items()]
-        _set_response(call, response.status_code, headers)
-        if not streamed:
-            _add(call, response.content)
-            call.finish(response)
-            return
-        # Streamed: tee iter_content (which .content, .text and iter_lines use) and finish
-        # when it is exhausted or the response is closed.
-        original_iter = response.iter_content
-        original_close = response.close
-
-        def iter_content(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            for chunk in original_iter(*args, **kwargs):
-                if isinstance(chunk, bytes):
-                    _add(call, chunk)
-                yield chunk
-            call.finish(response)
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                call.finish(response)
-
-        response.iter_content = iter_content
-        response.close = close
-    except Exception:
-        internal_error("outgoing capture (requests response)")
+def _requests_response(call: _Call, response: Any, streamed: Any) -> None:
+    headers = [(str(k), str(v)) for k, v in response.headers.items()]
+    _set_response(call, response.status_code, headers)
+    if not streamed:
+        _add(call, response.content)
         call.finish(response)
+        return
+    # Streamed: tee iter_content (which .content, .text and iter_lines use) and finish
+    # when it is exhausted or the response is closed.
+    original_iter = response.iter_content
+    original_close = response.close
+
+    def iter_content(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for chunk in original_iter(*args, **kwargs):
+            if isinstance(chunk, bytes):
+                _add(call, chunk)
+            yield chunk
+        call.finish(response)
+
+    def close() -> None:
+        try:
+            original_close()
+        finally:
+            call.finish(response)
+
+    response.iter_content = iter_content
+    response.close = close

@@ -13,12 +13,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .._agent import Agent, all_agents
+from .._agent import Agent
 from .._capture import new_transaction_id, valid_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, new_exchange, run_async
+from ._lifespan import FlushOnShutdown, lifespan
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -58,7 +59,9 @@ class MoesifASGIMiddleware:
 
         app = MoesifASGIMiddleware(app, {"APPLICATION_ID": "..."})
 
-    Callbacks receive ``(scope, response)`` where ``response`` is a :class:`ResponseInfo`
+    ``options`` (or ``settings=``, the reference agent's keyword) is an
+    :class:`~moesif_agent.Options` or a settings mapping. Callbacks receive
+    ``(scope, response)`` where ``response`` is a :class:`ResponseInfo`
     (``None`` when called before the app runs); they may be ``async`` and must be cheap, since
     they run on the event loop. With Starlette or FastAPI use
     ``moesif_agent.integrations.starlette.MoesifStarletteMiddleware``, whose callbacks get
@@ -69,17 +72,21 @@ class MoesifASGIMiddleware:
         self,
         app: ASGIApp,
         options: Options | Mapping[str, Any] | None = None,
+        *,
+        settings: Options | Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
+        if options is not None and settings is not None:
+            raise TypeError("pass either options or settings (the same thing), not both")
         self.app = app
-        self.agent = Agent.shared(Options.coerce(options, **overrides))
+        self.agent = Agent.shared(Options.coerce(options or settings, **overrides))
         self.core = RequestCore(self.agent, asynchronous=True, callback_args=self.callback_args)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" or not self.agent.enabled:
             if kind == "lifespan":
-                await _lifespan(self.app, scope, receive, send)
+                await lifespan(self.app, scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -321,76 +328,6 @@ async def _read_ahead(receive: Receive) -> tuple[Receive, bytes]:
         return await receive()
 
     return replay, b"".join(chunks)
-
-
-class FlushOnShutdown:
-    """Wrap an ASGI app so that the server's lifespan shutdown delivers the agents' queued
-    events, even when the app itself does not speak the lifespan protocol.
-
-    uvicorn ends a SIGTERM shutdown by re-raising the signal, which kills the process before
-    ``atexit`` hooks (the agent's usual exit flush) can run; the lifespan shutdown is the
-    last moment to deliver. Django's ASGI handler refuses lifespan, so under uvicorn wrap it::
-
-        application = FlushOnShutdown(get_asgi_application())
-
-    (``MoesifASGIMiddleware`` and the Starlette middleware do this by themselves.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(self.app, scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Pass lifespan to the app, flushing every agent before shutdown completes. An app that
-    refuses lifespan outright (raises before saying anything) is answered for."""
-    spoke = False
-
-    async def lifespan_send(message: Message) -> None:
-        nonlocal spoke
-        spoke = True
-        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await _to_thread(flush_all)
-        await send(message)
-
-    try:
-        await app(scope, receive, lifespan_send)
-        return
-    except Exception:
-        if spoke:  # a real startup or shutdown failure of the app: not ours to hide
-            raise
-    # The app does not do lifespan (Django's handler raises at once): keep the protocol
-    # going so that the server still tells us when it shuts down.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await _to_thread(flush_all)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-def flush_all() -> None:
-    """Deliver what every agent in this process has queued, each within its shutdown_timeout."""
-    for agent in all_agents():
-        agent.flush(agent.options.shutdown_timeout)
-
-
-async def _to_thread(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking call off the event loop (asyncio; elsewhere, inline)."""
-    import asyncio
-
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return function(*args)
-    return await loop.run_in_executor(None, function, *args)
 
 
 MoesifMiddleware = MoesifASGIMiddleware

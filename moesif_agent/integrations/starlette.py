@@ -12,14 +12,12 @@ for callbacks (as the reference moesifasgi agent passes them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._options import Options
-from .asgi import ASGIApp, MoesifASGIMiddleware, _Cycle
+from .asgi import MoesifASGIMiddleware, _Cycle
 
 if TYPE_CHECKING:
     from ._core import Flow
@@ -36,18 +34,6 @@ class MoesifStarletteMiddleware(MoesifASGIMiddleware):
     status and headers (``None`` before the app runs). The route template
     (``/items/{item_id}``) is recorded as ``metadata.route``.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        options: Options | Mapping[str, Any] | None = None,
-        *,
-        settings: Options | Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> None:
-        if options is not None and settings is not None:
-            raise TypeError("pass either options or settings, not both")
-        super().__init__(app, options if options is not None else settings, **overrides)
 
     def callback_args(self, flow: Flow) -> tuple[Any, ...]:
         assert isinstance(flow, _Cycle)
