@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from moesif_agent.collector import LocalCollector
+from moesif_agent.collector._derive import normalise_path
 from moesif_agent.collector._schema import _SCHEMA_V1
 from tests.collector.helpers import APP_ID, make_event, post
 
@@ -253,7 +254,10 @@ def test_search_finds_words_in_bodies_headers_and_uris(http: httpx.Client) -> No
     )
     header = make_event()
     header["request"]["headers"]["X-Trace"] = "trace-abc123"
-    assert post(http, "/v1/events/batch", [only_here, text_body, header]).status_code == 201
+    escaped = make_event()
+    escaped["request"]["body"] = {"text": 'first line\nsecond "quoted" café'}
+    sent = [only_here, text_body, header, escaped]
+    assert post(http, "/v1/events/batch", sent).status_code == 201
 
     def found(**params: str) -> list[str]:
         items = http.get("/api/events", params=params).json()["items"]
@@ -263,8 +267,10 @@ def test_search_finds_words_in_bodies_headers_and_uris(http: httpx.Client) -> No
     assert found(q="capac") == [only_here["transaction_id"]]  # the last word is a prefix
     assert found(q="NAIVE zebra-crossing") == [text_body["transaction_id"]]
     assert found(q="trace-abc123") == [header["transaction_id"]]
+    # Sent as "first line\\nsecond \\"quoted\\" caf\\u00e9": found as the words they are.
+    assert found(q="second quoted cafe") == [escaped["transaction_id"]]
     assert found(q="flux", verb="POST") == []
-    assert len(found(q="api.example.com")) == 3
+    assert len(found(q="api.example.com")) == 4
     assert found(q='" OR NEAR(x AND *') == []  # input is words, never FTS5 syntax
     response = http.get("/api/events", params={"q": "<>"})
     assert response.status_code == 400
@@ -291,3 +297,20 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
 
     assert (item["route"], item["calls"], item["p50_ms"]) == ("/items/{id}", 10, 12.0)
     assert [e["transaction_id"] for e in found["items"]] == [event["transaction_id"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/items/42", "/items/{id}"),
+        ("/items/42/", "/items/{id}/"),
+        (f"/users/{UUID.upper()}/orders/7", "/users/{id}/orders/{id}"),
+        ("/objects/507f1f77bcf86cd799439011", "/objects/{id}"),
+        ("/v2/items", "/v2/items"),
+        ("/files/report-2024.pdf", "/files/report-2024.pdf"),
+        ("/hex/deadbeef", "/hex/deadbeef"),  # short hex: a word, not an id
+        ("/", "/"),
+    ],
+)
+def test_paths_are_normalised_into_routes(path: str, route: str) -> None:
+    assert normalise_path(path) == route
