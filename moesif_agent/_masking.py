@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
@@ -88,6 +89,9 @@ class KeySet:
 
     def decide(self, key: str) -> bool:
         norm = normalize_key(key)
+        if norm.endswith("]") and "[" in norm:  # user[password], items[0][token]: innermost
+            inner = norm[norm.rfind("[") + 1 : -1]
+            norm = inner if inner and not inner.isdigit() else norm[: norm.find("[")]
         known = norm in self.keys or (bool(self.suffixes) and norm.endswith(self.suffixes))
         if len(self._seen) < 10_000:
             self._seen[key] = known
@@ -102,8 +106,10 @@ class Masker:
         header_defaults = DEFAULT_HEADER_MASKS if defaults else ()
         key_defaults = DEFAULT_BODY_KEYS if defaults else ()
         suffixes = DEFAULT_BODY_SUFFIXES if defaults else ()
+        # Headers the user id is read from are credentials too (after the id was taken).
+        credentials = options.authorization_header_name if defaults else ()
         self.request_headers = frozenset(
-            h.lower() for h in (*header_defaults, *options.request_header_masks)
+            h.lower() for h in (*header_defaults, *credentials, *options.request_header_masks)
         )
         self.response_headers = frozenset(
             h.lower() for h in (*header_defaults, *options.response_header_masks)
@@ -161,37 +167,80 @@ class Masker:
                         changed = True
                     elif item.__class__ in _CONTAINERS:
                         push(item)
+                    elif item.__class__ is str and item[:1] in _JSON_OPENERS:
+                        masked = self._json_string(item, keys)
+                        if masked is not None:
+                            node[key] = masked
+                            changed = True
             else:
-                for item in node:
+                for index, item in enumerate(node):
                     if item.__class__ in _CONTAINERS:
                         push(item)
+                    elif item.__class__ is str and item[:1] in _JSON_OPENERS:
+                        masked = self._json_string(item, keys)
+                        if masked is not None:
+                            node[index] = masked
+                            changed = True
         return changed
 
+    def _json_string(self, text: str, keys: KeySet) -> str | None:
+        """A string holding JSON (``"{\"token\": ...}"``), masked inside; None if unchanged."""
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if value.__class__ not in _CONTAINERS or not self.json(value, keys):
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def text(self, text: str, keys: KeySet) -> str:
+        """Mask the values of ``keys`` in a body that is not strict JSON (forms, NDJSON,
+        JSON-ish or cut JSON, escaped JSON inside strings, ``key: value`` lines, XML
+        elements), pair by pair, as far as each pair goes. Values nested inside a masked
+        key's object are masked by their own keys."""
+        if not keys or not text:
+            return text
+        for pattern, decode, masked in _TEXT_PAIRS:
+            text = pattern.sub(partial(_mask_pair, keys, decode, masked), text)
+
+        def element(match: re.Match[str]) -> str:
+            if match.group(1).rpartition(":")[2] not in keys:
+                return match.group(0)
+            return f"<{match.group(1)}{match.group(2) or ''}>{MASK}</{match.group(1)}>"
+
+        return _XML_ELEMENT.sub(element, text)
+
+    def multipart(self, text: str, boundary: str | None, keys: KeySet) -> str:
+        """Mask a ``multipart/form-data`` body: a part named by ``keys`` loses its content,
+        other text parts are masked as text, binary parts are replaced by their size."""
+        if boundary is None:
+            return self.text(text, keys)
+        delimiter = "--" + boundary
+        parts = text.split(delimiter)
+        for index, part in enumerate(parts):
+            head, sep, content = part.partition("\r\n\r\n")
+            if not sep:
+                head, sep, content = part.partition("\n\n")
+            if not sep:
+                continue
+            tail = "\r\n" if content.endswith("\r\n") else "\n" if content.endswith("\n") else ""
+            value = content[: len(content) - len(tail)]
+            name = _PART_NAME.search(head)
+            if name is not None and name.group(1) in keys:
+                value = MASK
+            elif _BINARY_TEXT.search(value) is not None:
+                value = f"[binary content omitted: {len(value)} bytes]"
+            else:
+                value = self.text(value, keys)
+            parts[index] = head + sep + value + tail
+        return delimiter.join(parts)
+
     def scrub(self, raw: bytes, keys: KeySet) -> bytes:
-        """Mask the values of ``keys`` in text that cannot be parsed (a truncated JSON or form
-        body), pair by pair. Values nested inside a masked key's object are scrubbed by their
-        own keys only."""
-        if not keys or not raw:
-            return raw
-
-        def json_pair(match: re.Match[bytes]) -> bytes:
-            key = match.group(1).decode("utf-8", "replace")
-            if "\\" in key:  # escapes such as \u0077 spell ordinary letters
-                try:
-                    key = json.loads(f'"{key}"')
-                except ValueError:
-                    pass
-            if key not in keys:
-                return match.group(0)
-            return b'"' + match.group(1) + b'"' + match.group(2) + _MASK_JSON
-
-        def form_pair(match: re.Match[bytes]) -> bytes:
-            key = unquote_plus(match.group(2).decode("latin-1"))
-            if key not in keys:
-                return match.group(0)
-            return match.group(1) + match.group(2) + b"=" + MASK.encode()
-
-        return _FORM_PAIR.sub(form_pair, _JSON_PAIR.sub(json_pair, raw))
+        """``text`` for bytes (UTF-8, else latin-1)."""
+        try:
+            return self.text(raw.decode("utf-8"), keys).encode("utf-8")
+        except UnicodeDecodeError:
+            return self.text(raw.decode("latin-1"), keys).encode("latin-1", "replace")
 
     def form(self, body: str, keys: KeySet) -> str:
         """Mask an ``application/x-www-form-urlencoded`` body (or a query string)."""
@@ -203,11 +252,63 @@ class Masker:
         return urlencode([(k, MASK if k in keys else v) for k, v in pairs], safe="[]")
 
 
-# "key": value pairs in JSON text, and key=value pairs in form text, as far as they go in a
-# body that was cut short (the value may be unterminated).
-_JSON_PAIR = re.compile(rb'"((?:[^"\\]|\\.){1,256})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,{}\[\]\s]*)')
-_FORM_PAIR = re.compile(rb"(^|[&;?])([^=&;]{1,256})=([^&;]*)")
-_MASK_JSON = b'"' + MASK.encode() + b'"'
+def _mask_pair(keys: KeySet, decode: Any, masked: str, match: re.Match[str]) -> str:
+    if decode(match.group("key")) not in keys:
+        return match.group(0)
+    return match.group("head") + masked
+
+
+def _json_key(key: str) -> str:
+    if "\\" in key:  # escapes such as \u0077 spell ordinary letters
+        try:
+            decoded: str = json.loads(f'"{key}"')
+            return decoded
+        except ValueError:
+            pass
+    return key
+
+
+def _escaped_json_key(key: str) -> str:
+    return _json_key(key.replace('\\"', '"'))
+
+
+# Key/value pairs in text, as far as they go in a body that may have been cut short (the value
+# may be unterminated): "key": value (JSON), \"key\": \"value\" (JSON inside a JSON string),
+# key=value (forms, query strings), key: value lines (YAML, .env). Objects and arrays are
+# left to their own keys.
+_TEXT_PAIRS: list[tuple[re.Pattern[str], Any, str]] = [
+    (
+        re.compile(
+            r'(?P<head>"(?P<key>(?:[^"\\\n]|\\.){1,256})"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,{}\[\]\s"]+)'
+        ),
+        _json_key,
+        f'"{MASK}"',
+    ),
+    (
+        re.compile(
+            r'(?P<head>\\"(?P<key>(?:[^"\\]|\\[^"]){1,256})\\"\s*:\s*)'
+            r'(?:\\"(?:[^"\\]|\\[^"])*(?:\\"|$)|[^,{}\[\]\s\\"]+)'
+        ),
+        _escaped_json_key,
+        f'\\"{MASK}\\"',
+    ),
+    (
+        re.compile(r"(?P<head>(?:^|(?<=[&;?\s]))(?P<key>[^=&;\s\"'<>]{1,256})=)[^&;\s]*"),
+        unquote_plus,
+        MASK,
+    ),
+    (
+        re.compile(
+            r"(?P<head>^[ \t]*(?P<key>[\w.\-\[\]]{1,64})[ \t]*[:=][ \t]*)(?![\s{\[]).*$", re.M
+        ),
+        str,
+        MASK,
+    ),
+]
+_XML_ELEMENT = re.compile(r"<([A-Za-z_][\w.:-]{0,63})(\s[^<>]*)?>[^<]*</\1>")
+_PART_NAME = re.compile(r'(?i)content-disposition:[^\r\n]*?\bname="([^"]*)"')
+_BINARY_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_JSON_OPENERS = ("{", "[")
 
 
 def _mask_header(name: str, value: str) -> str:

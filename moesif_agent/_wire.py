@@ -3,24 +3,23 @@
 The Collector API event: ``request`` {time, uri, verb, api_version, ip_address, headers, body,
 transfer_encoding}, ``response`` {time, status, headers, body, transfer_encoding}, and
 transaction_id, session_token, user_id, company_id, metadata, direction, weight, blocked_by.
-Fields without a value are omitted. Bodies are JSON when they parse as JSON, base64 otherwise;
-a body cut at ``max_body_size`` is sent as base64 of the kept bytes and ``metadata._moesif``
-says so. No encoded event exceeds ``MAX_EVENT_BYTES``.
+Fields without a value are omitted. Bodies go through ``_bodies`` (strict JSON when it parsed
+and was masked; masked text as base64 otherwise; a note when neither is safe). No encoded event
+exceeds ``MAX_EVENT_BYTES``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import re
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from . import _bodies as bodies
 from ._capture import credentials_user, header_maps, new_transaction_id
 from ._event_model import Dropped, apply_mask_callback
 from ._exchange import Body, Exchange
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 1_000_000
-_FORM = "application/x-www-form-urlencoded"
 _PATH_SAFE = "/%;:@&=+$,!~*()'"
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-]")
 
@@ -202,125 +200,68 @@ class WireEncoder:
         decoded: bool = False,
     ) -> None:
         """Set ``body``/``transfer_encoding``; ``lower`` holds the lower-cased headers."""
-        if not body.size:
+        encoded = bodies.encode(
+            body,
+            lower,
+            keys,
+            self.masker,
+            limit=self.max_body,
+            decoded=decoded,
+            splice=self.mask_event_model is None,
+        )
+        if encoded is None:
             return
-        raw = body.value()
-        truncated = body.truncated
-        encoding = lower.get("content-encoding", "").strip().lower()
-        if encoding and encoding != "identity" and not truncated and not decoded:
-            inflated = _decompress(raw, encoding, self.max_body)
-            if inflated is None:
-                truncated = True  # compressed beyond the cap: keep what we have, say so
-            else:
-                raw = inflated
-        if truncated:
-            notes[which + "_body"] = {
-                "truncated": True,
-                "size": body.size,
-                "captured": len(raw),
-            }
-            # A cut body cannot be parsed: masked keys are scrubbed from the text instead.
-            raw = self.masker.scrub(raw, keys)
-            target["body"] = base64.b64encode(raw).decode("ascii")
-            target["transfer_encoding"] = "base64"
+        if encoded.note:
+            notes[which + "_body"] = encoded.note
+        if encoded.transfer_encoding is None:
             return
-        content_type = lower.get("content-type", "").lower()
-        if "json" in content_type or raw[:1] in (b"{", b"["):
-            try:
-                # Decoding first spares json.loads its encoding detection, and tells whether
-                # the bytes can be spliced into our UTF-8 payload as they are.
-                text: str | bytes = raw.decode("utf-8")
-                spliceable = raw[:3] != b"\xef\xbb\xbf"
-            except UnicodeDecodeError:
-                text, spliceable = raw, False
-            try:
-                value = _loads(text)
-            except (ValueError, RecursionError):
-                pass
-            else:
-                changed = self.masker.json(value, keys)
-                target["transfer_encoding"] = "json"
-                if changed or self.mask_event_model is not None or not spliceable:
-                    target["body"] = value
-                else:
-                    marker, quoted = self._markers[len(self._raw)]
-                    target["body"] = marker
-                    self._raw.append((quoted, raw))
-                return
-        if content_type.startswith(_FORM) and keys:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:
-                raw = self.masker.form(text, keys).encode("utf-8")
-        target["body"] = base64.b64encode(raw).decode("ascii")
-        target["transfer_encoding"] = "base64"
-
-
-# The decoder's C scanner (not in the typing stubs); it keeps no state between calls.
-_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_JSON_SPACE = " \t\n\r"
-
-
-def _loads(text: str | bytes) -> Any:
-    """``json.loads``, without its per-call layers for the usual case (a str starting with
-    the value): on a small body they cost as much as the parse itself."""
-    if isinstance(text, str):
-        try:
-            value, end = _scan_once(text, 0)
-        except StopIteration:  # leading whitespace, or not JSON: json.loads decides
-            pass
+        target["transfer_encoding"] = encoded.transfer_encoding
+        if encoded.raw is not None:
+            marker, quoted = self._markers[len(self._raw)]
+            target["body"] = marker
+            self._raw.append((quoted, encoded.raw))
         else:
-            if end == len(text) or not text[end:].strip(_JSON_SPACE):
-                return value
-            raise ValueError(f"extra data at {end}")
-    return json.loads(text)
-
-
-def _decompress(raw: bytes, encoding: str, limit: int) -> bytes | None:
-    """Decoded body, or None when it is not decodable or would exceed ``limit`` bytes."""
-    if encoding in ("gzip", "x-gzip"):
-        wbits = 47  # gzip or zlib header, auto-detected
-    elif encoding == "deflate":
-        wbits = 15
-    else:
-        return None
-    try:
-        inflater = zlib.decompressobj(wbits)
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        if encoding != "deflate":
-            return None
-        try:  # raw deflate, as some servers send it
-            inflater = zlib.decompressobj(-15)
-            out = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            return None
-    if len(out) > limit or inflater.unconsumed_tail:
-        return None
-    return out
+            target["body"] = encoded.value
 
 
 def _make_iterencode() -> Callable[[Any, int], Any] | None:
     """CPython's C encoder, built once: json.dumps builds a new one on every call, which
-    costs as much as encoding a small event. (Events are trees, so no cycle check.)"""
+    costs as much as encoding a small event. (Events are trees, so no cycle check; values
+    callbacks returned that JSON has no type for are sent as their ``str``; NaN and Infinity
+    are refused, see ``_dumps``.)"""
     make = getattr(json.encoder, "c_make_encoder", None)
     escape = getattr(json.encoder, "c_encode_basestring_ascii", None)
     if make is None or escape is None:
         return None
-    encoder: Callable[[Any, int], Any] = make(None, str, escape, None, ":", ",", False, False, True)
+    encoder: Callable[[Any, int], Any] = make(
+        None, str, escape, None, ":", ",", False, False, False
+    )
     return encoder
 
 
 _iterencode = _make_iterencode()
+# A \u escape of a UTF-16 surrogate, a pair first: a lone one makes strict parsers reject the
+# whole batch (a forged JWT ``sub``, a callback's value).
+_SURROGATE = re.compile(rb"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}")
+
+
+def _encode(value: Any) -> bytes:
+    if _iterencode is not None:
+        return "".join(_iterencode(value, 0)).encode("ascii")
+    return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False).encode("ascii")
 
 
 def _dumps(event: dict[str, Any]) -> bytes:
+    """Strict JSON, always: NaN/Infinity become null and lone surrogates U+FFFD when they
+    occur (rare: the plain encoding is tried first)."""
     try:
-        if _iterencode is not None:
-            return "".join(_iterencode(event, 0)).encode("ascii")
-        return json.dumps(event, separators=(",", ":"), default=str).encode("ascii")
+        try:
+            data = _encode(event)
+        except ValueError:  # NaN or Infinity
+            return _encode(bodies.strict(event))
+        if b"\\ud" in data and any(len(m.group()) == 6 for m in _SURROGATE.finditer(data)):
+            return _encode(bodies.strict(event))
+        return data
     except (TypeError, ValueError, RecursionError) as exc:
         logger.debug("moesif-agent: event not serialisable: %s", exc)
         raise Dropped("invalid") from None

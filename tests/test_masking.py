@@ -146,11 +146,11 @@ def test_form_bodies_and_query_strings_are_masked() -> None:
     )
 
 
-def test_non_json_bodies_are_left_alone() -> None:
+def test_non_json_text_bodies_are_masked_as_text() -> None:
     event = wire(
         exchange(request_headers={"Content-Type": "text/plain"}, request_body=b"password: x")
     )
-    assert base64.b64decode(event["request"]["body"]) == b"password: x"
+    assert base64.b64decode(event["request"]["body"]) == b"password: [REDACTED]"
 
 
 def test_truncated_bodies_are_scrubbed_not_sent_raw() -> None:

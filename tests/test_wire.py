@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from moesif_agent import Options
 from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
-from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, _loads, iso_time
+from moesif_agent._bodies import loads
+from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, iso_time
 
 
 def encoder(**options: Any) -> WireEncoder:
@@ -132,13 +133,25 @@ def test_a_trusted_proxy_supplies_client_ip_scheme_and_host() -> None:
     assert event["request"]["uri"].startswith("https://public.example/items/")
 
 
-def test_non_json_bodies_are_base64() -> None:
+def test_non_json_text_bodies_are_base64() -> None:
+    ex = known_exchange()
+    ex.request_headers = [("CONTENT_TYPE", "text/plain")]
+    ex.request_body = body("plain text, déjà".encode())
+    event = json.loads(encoder().encode(ex))
+    assert event["request"]["transfer_encoding"] == "base64"
+    assert base64.b64decode(event["request"]["body"]) == "plain text, déjà".encode()
+
+
+def test_binary_bodies_are_replaced_by_a_note_not_sent_raw() -> None:
     ex = known_exchange()
     ex.request_headers = [("CONTENT_TYPE", "application/octet-stream")]
     ex.request_body = body(bytes(range(256)))
     event = json.loads(encoder().encode(ex))
-    assert event["request"]["transfer_encoding"] == "base64"
-    assert base64.b64decode(event["request"]["body"]) == bytes(range(256))
+    assert "body" not in event["request"] and "transfer_encoding" not in event["request"]
+    assert event["metadata"]["_moesif"]["request_body"] == {
+        "omitted": "binary body not inspected",
+        "size": 256,
+    }
 
 
 def test_invalid_json_with_json_content_type_is_base64() -> None:
@@ -289,13 +302,18 @@ def test_the_fast_json_parse_agrees_with_json_loads(text: str) -> None:
     _agrees_with_json_loads(text)
 
 
+def _reject(constant: str) -> Any:
+    raise ValueError(constant)
+
+
 def _agrees_with_json_loads(text: str) -> None:
+    """The agent's parse is strict JSON: json.loads without NaN and Infinity."""
     try:
-        expected: Any = json.loads(text)
+        expected: Any = json.loads(text, parse_constant=_reject)
     except (ValueError, RecursionError) as exc:
         expected = type(exc)
     try:
-        got: Any = _loads(text)
+        got: Any = loads(text)
     except (ValueError, RecursionError) as exc:
         got = type(exc)
     if isinstance(expected, type):

@@ -193,10 +193,10 @@ BINARY = bytes(range(256)) * 4
             {"name": "w", "n": [1, 2]},
             201,
         ),
-        ("/echo", "application/octet-stream", BINARY, base64.b64encode(BINARY).decode(), 201),
+        ("/echo", "text/plain", "déjà".encode(), base64.b64encode("déjà".encode()).decode(), 201),
         ("/form", "application/x-www-form-urlencoded", b"a=1&b=two", "YT0xJmI9dHdv", 200),
     ],
-    ids=["json", "binary", "form"],
+    ids=["json", "text", "form"],
 )
 def test_request_bodies_are_teed_as_the_view_reads_them(
     project: Project, path: str, content_type: str, payload: bytes, expected: Any, status: int
@@ -210,6 +210,16 @@ def test_request_bodies_are_teed_as_the_view_reads_them(
     else:
         assert response.content == payload
         assert event["response"]["body"] == expected
+
+
+def test_a_binary_body_is_teed_whole_and_sent_as_a_note(project: Project) -> None:
+    response = Client().post("/echo", data=BINARY, content_type="application/octet-stream")
+    assert response.content == BINARY
+    event = project.event()
+    for part in ("request", "response"):
+        assert "body" not in event[part]
+        note = event["metadata"]["_moesif"][f"{part}_body"]
+        assert note == {"omitted": "binary body not inspected", "size": len(BINARY)}
 
 
 def test_a_body_read_piecewise_reaches_the_view_whole(project: Project) -> None:

@@ -151,9 +151,9 @@ BINARY = bytes(range(256)) * 4
     [
         ("application/json", b'{"name": "w", "n": [1, 2]}', {"name": "w", "n": [1, 2]}, "json"),
         ("application/x-www-form-urlencoded", b"a=1&b=two", "YT0xJmI9dHdv", "base64"),
-        ("application/octet-stream", BINARY, base64.b64encode(BINARY).decode(), "base64"),
+        ("text/plain", "déjà vu".encode(), base64.b64encode("déjà vu".encode()).decode(), "base64"),
     ],
-    ids=["json", "form", "binary"],
+    ids=["json", "form", "text"],
 )
 def test_request_and_response_bodies(
     settings: dict[str, Any],
@@ -171,6 +171,19 @@ def test_request_and_response_bodies(
         assert event[part]["body"] == expected_body
         assert event[part]["transfer_encoding"] == encoding
     assert event["request"]["verb"] == "POST"
+
+
+def test_binary_bodies_are_teed_whole_and_sent_as_a_note(
+    settings: dict[str, Any], recorder: Recorder
+) -> None:
+    app, middleware = wrap(echo_app, settings)
+    call = Call(app, method="POST", data=BINARY, content_type="application/octet-stream")
+    assert call.body() == BINARY
+    (event,) = events(middleware, recorder)
+    for part in ("request", "response"):
+        assert "body" not in event[part]
+        note = event["metadata"]["_moesif"][f"{part}_body"]
+        assert note == {"omitted": "binary body not inspected", "size": len(BINARY)}
 
 
 def test_empty_body_has_no_body_field(settings: dict[str, Any], recorder: Recorder) -> None:

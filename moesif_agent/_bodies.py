@@ -1,0 +1,222 @@
+"""A captured body as the wire carries it (worker thread): the privacy principle in one place.
+
+A body leaves as structured JSON only after it parsed as strict JSON (an object or an array:
+no NaN, no lone surrogates) and was masked. Anything else that is text (forms, multipart,
+NDJSON, JSON-ish or latin-1 text, a body cut at ``max_body_size``) is masked as text by key
+and sent as base64. Compressed bodies (gzip, deflate) are inflated up to the cap first, never
+sent compressed; a body that cannot be inspected (an encoding we cannot inflate, binary data)
+is replaced by a note that says why. Notes land in ``metadata._moesif.<request|response>_body``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._exchange import Body
+from ._masking import KeySet, Masker
+
+MULTIPART = "multipart/"
+
+
+class Encoded:
+    """What became of one body: ``value`` for the wire (None: no body), its
+    ``transfer_encoding``, and a note for metadata (None: nothing to say). ``raw`` holds JSON
+    bytes that may be spliced into the event as they arrived (masking changed nothing)."""
+
+    __slots__ = ("note", "raw", "transfer_encoding", "value")
+
+    def __init__(
+        self,
+        value: Any,
+        transfer_encoding: str | None,
+        note: dict[str, Any] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        self.value = value
+        self.transfer_encoding = transfer_encoding
+        self.note = note
+        self.raw = raw
+
+
+def encode(
+    body: Body,
+    headers: Mapping[str, str],
+    keys: KeySet,
+    masker: Masker,
+    *,
+    limit: int,
+    decoded: bool = False,
+    splice: bool = True,
+) -> Encoded | None:
+    """``body`` as the wire carries it; ``headers`` are the message's, with lower-case names.
+    ``decoded``: the body was already content-decoded (an HTTP client inflated it)."""
+    if not body.size:
+        return None
+    raw = body.value()
+    truncated = body.truncated
+    note: dict[str, Any] = {}
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding and encoding != "identity" and not decoded:
+        inflated = _inflate(raw, encoding, limit)
+        if inflated is None:
+            return _omitted(f"content-encoding {encoding[:40]} not inspected", body.size)
+        raw, cut = inflated
+        truncated = truncated or cut
+        note["content_encoding"] = encoding[:40]
+    if truncated:
+        note.update(truncated=True, size=body.size, captured=len(raw))
+    content_type = headers.get("content-type", "").lower()
+    if not truncated and ("json" in content_type or raw[:1] in (b"{", b"[")):
+        parsed = _json(raw, keys, masker, splice)
+        if parsed is not None:
+            parsed.note = note or None
+            return parsed
+    decoded_text = _text(raw, content_type, truncated)
+    if decoded_text is None:
+        return _omitted("binary body not inspected", body.size, note)
+    text, codec = decoded_text
+    if content_type.startswith(MULTIPART):
+        masked = masker.multipart(text, _boundary(content_type), keys)
+    else:
+        masked = masker.text(text, keys)
+    data = masked.encode(codec, "replace")
+    return Encoded(base64.b64encode(data).decode("ascii"), "base64", note or None)
+
+
+# JSON ------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# The C scanner of a strict decoder (not in the typing stubs; it keeps no state between calls).
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_constant=_reject_constant
+).scan_once
+_JSON_SPACE = " \t\n\r"
+# A \u escape of a UTF-16 surrogate: strict parsers reject one that is not half of a pair.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def loads(text: str) -> Any:
+    """Strict JSON (no NaN/Infinity), without ``json.loads``' per-call layers: on a small
+    body they cost as much as the parse itself."""
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _scan_once(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise ValueError(f"extra data at {end}")
+    return value
+
+
+def _json(raw: bytes, keys: KeySet, masker: Masker, splice: bool) -> Encoded | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # not UTF-8: not JSON as the wire carries it; masked as text instead
+    try:
+        value = loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if value.__class__ not in (dict, list):
+        return None  # a scalar body would be ambiguous on the wire: sent as text
+    surrogates = b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+    if surrogates:
+        value = strict(value)
+    changed = masker.json(value, keys)
+    if changed or surrogates or not splice or raw[:3] == b"\xef\xbb\xbf":
+        return Encoded(value, "json")
+    return Encoded(None, "json", raw=raw)
+
+
+def strict(value: Any) -> Any:
+    """``value`` as strict JSON can carry it: each lone UTF-16 surrogate in its strings
+    replaced by U+FFFD, NaN and Infinity by None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {strict(k): strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# Text ------------------------------------------------------------------------------------------
+
+_CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)")
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _text(raw: bytes, content_type: str, truncated: bool) -> tuple[str, str] | None:
+    """(the body as text, its codec), or None when it is binary: not safely inspectable."""
+    match = _CHARSET.search(content_type)
+    if match:
+        try:
+            return raw.decode(match.group(1)), match.group(1)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    multipart = content_type.startswith(MULTIPART)  # file parts are judged part by part
+    if not multipart and _CONTROL.search(raw) is not None:
+        return None
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if truncated and exc.start >= len(raw) - 3 and exc.reason == "unexpected end of data":
+            return raw[: exc.start].decode("utf-8"), "utf-8"  # cut inside a character
+    if not multipart and _printable_share(raw) < 0.9:
+        return None
+    return raw.decode("latin-1"), "latin-1"
+
+
+def _printable_share(raw: bytes) -> float:
+    sample = raw[:4096]
+    printable = sum(1 for b in sample if 32 <= b < 127 or b in (9, 10, 13) or b >= 160)
+    return printable / max(1, len(sample))
+
+
+def _boundary(content_type: str) -> str | None:
+    match = re.search(r"boundary=\"?([^\";]+)\"?", content_type)
+    return match.group(1) if match else None
+
+
+# Compression and notes ------------------------------------------------------------------------
+
+
+def _inflate(raw: bytes, encoding: str, limit: int) -> tuple[bytes, bool] | None:
+    """(inflated bytes up to ``limit``, whether they are cut), or None when this encoding or
+    these bytes cannot be inflated. A stream cut at the capture cap inflates as far as it goes."""
+    attempts: tuple[int, ...]
+    if encoding in ("gzip", "x-gzip"):
+        attempts = (47,)  # gzip or zlib header, auto-detected
+    elif encoding == "deflate":
+        attempts = (15, -15)  # zlib-wrapped, as the spec says, or raw as some servers send it
+    else:
+        return None
+    for wbits in attempts:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        cut = len(out) > limit or bool(inflater.unconsumed_tail) or not inflater.eof
+        return out[:limit], cut
+    return None
+
+
+def _omitted(why: str, size: int, note: dict[str, Any] | None = None) -> Encoded:
+    return Encoded(None, None, {**(note or {}), "omitted": why, "size": size})
