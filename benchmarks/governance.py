@@ -8,7 +8,7 @@ from __future__ import annotations
 import timeit
 
 from moesif_agent._exchange import HEADERS_WSGI, Exchange
-from moesif_agent._forwarding import TrustedProxies
+from moesif_agent._forwarding import Forwarding
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 from moesif_agent._policy import Policy
 
@@ -59,7 +59,7 @@ def cost(policy: Policy, number: int = 20_000) -> float:
 
 
 def main() -> list[list[object]]:
-    trusted = TrustedProxies(DEFAULT_TRUSTED_PROXIES)
+    trusted = Forwarding(DEFAULT_TRUSTED_PROXIES)
     config = {
         "sample_rate": 50,
         "user_rules": {

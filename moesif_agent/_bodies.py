@@ -71,7 +71,8 @@ def encode(
         note["content_encoding"] = encoding[:40]
     if truncated:
         note.update(truncated=True, size=body.size, captured=len(raw))
-    content_type = headers.get("content-type", "").lower()
+    raw_content_type = headers.get("content-type", "")
+    content_type = raw_content_type.lower()
     if not truncated and ("json" in content_type or raw[:1] in (b"{", b"[")):
         parsed = _json(raw, keys, masker, splice)
         if parsed is not None:
@@ -82,7 +83,7 @@ def encode(
         return _omitted("binary body not inspected", body.size, note)
     text, codec = decoded_text
     if content_type.startswith(MULTIPART):
-        masked = masker.multipart(text, _boundary(content_type), keys)
+        masked = masker.multipart(text, _boundary(raw_content_type), keys)
     else:
         masked = masker.text(text, keys)
     data = masked.encode(codec, "replace")

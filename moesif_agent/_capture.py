@@ -12,7 +12,8 @@ import base64
 import binascii
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._exchange import HEADERS_ASGI, HEADERS_WSGI, Exchange
@@ -31,11 +32,30 @@ def new_transaction_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
 def valid_transaction_id(value: str | None) -> str | None:
-    """An incoming transaction id worth reusing: printable, bounded, no separators."""
-    if value and len(value) <= 128 and value.isprintable() and "," not in value:
-        return value.strip() or None
+    """An incoming transaction id the wire can carry: a canonical UUID (lower-cased)."""
+    if value and len(value) == 36 and _UUID.fullmatch(value):
+        return value.lower()
     return None
+
+
+def assign_transaction_id(ex: Exchange, incoming: str | None, trusted: bool) -> bool:
+    """Set ``ex.transaction_id``: the incoming id when a trusted peer sent a UUID, else a new
+    one (a client must not pick the id its calls are recorded, deduplicated and sampled under;
+    what it sent is kept in the event's notes). True when the id is not ``incoming``, so
+    the app must be told the new one."""
+    if incoming:
+        txid = valid_transaction_id(incoming) if trusted else None
+        if txid is not None:
+            ex.transaction_id = txid
+            return txid != incoming
+        if len(incoming) <= 128 and incoming.isprintable():
+            ex.notes = {**(ex.notes or {}), "incoming_transaction_id": incoming}
+    ex.transaction_id = new_transaction_id()
+    return True
 
 
 _TXID_ENVIRON = "HTTP_" + TRANSACTION_ID_HEADER.upper().replace("-", "_")
@@ -43,11 +63,16 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def fill_from_environ(
-    ex: Exchange, environ: dict[str, Any], scheme: str, echo_transaction_id: bool
+    ex: Exchange,
+    environ: dict[str, Any],
+    scheme: str,
+    echo_transaction_id: bool,
+    trusts: Callable[[str | None], bool],
 ) -> None:
     """Host, client address, transaction id and headers from a WSGI environ (or Django's
     ``request.META``, which has the same keys). With ``echo_transaction_id`` the environ gets
-    the id the call is recorded under, so the app sees that one."""
+    the id the call is recorded under, so the app sees that one. ``trusts(peer)`` says
+    whether the peer may choose the id."""
     ex.scheme = scheme
     host = environ.get("HTTP_HOST")  # raw: validating it is the framework's business
     if not host:
@@ -56,13 +81,11 @@ def fill_from_environ(
         if port and port != _DEFAULT_PORTS.get(scheme):
             host = f"{host}:{port}"
     ex.host = host
-    ex.remote_addr = environ.get("REMOTE_ADDR")
-    if echo_transaction_id:
-        txid = valid_transaction_id(environ.get(_TXID_ENVIRON)) or new_transaction_id()
-        environ[_TXID_ENVIRON] = txid
-    else:
-        txid = new_transaction_id()
-    ex.transaction_id = txid
+    peer = ex.remote_addr = environ.get("REMOTE_ADDR") or None  # "": a unix socket
+    incoming = environ.get(_TXID_ENVIRON)
+    if assign_transaction_id(ex, incoming, incoming is not None and trusts(peer)):
+        if echo_transaction_id:
+            environ[_TXID_ENVIRON] = ex.transaction_id
     headers = [(k, v) for k, v in environ.items() if k[:5] == "HTTP_"]
     if "CONTENT_TYPE" in environ:
         headers.append(("CONTENT_TYPE", environ["CONTENT_TYPE"]))

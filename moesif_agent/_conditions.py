@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._capture import header_dict, header_value
-from ._forwarding import TrustedProxies, client_ip
+from ._forwarding import Forwarding
 from ._guard import log_once
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class View:
 
     __slots__ = ("_body", "_headers", "_ip", "body_raw", "ex", "trusted")
 
-    def __init__(self, ex: Exchange, trusted: TrustedProxies, body_raw: bytes | None) -> None:
+    def __init__(self, ex: Exchange, trusted: Forwarding, body_raw: bytes | None) -> None:
         self.ex = ex
         self.trusted = trusted
         self.body_raw = body_raw
@@ -42,7 +42,7 @@ class View:
         if self._ip is _UNSET:
             headers = header_dict(self.ex.request_header_style, self.ex.request_headers)
             lower = {k.lower(): v for k, v in headers.items()}
-            self._ip = client_ip(self.ex.remote_addr, lower, self.trusted)
+            self._ip = self.trusted.client_ip(self.ex.remote_addr, lower)
         ip: str | None = self._ip
         return ip
 

@@ -1,10 +1,14 @@
 """Who the client is, and which forwarding headers to believe (the trust model).
 
-Forwarded headers (``Forwarded``, ``X-Forwarded-*``, the single-address headers of CDNs) are
-believed only from trusted peers (``trusted_proxies``); the recorded client address is the
-first untrusted hop of the chain the trusted proxies appended. Pure functions; they run on the
-worker when it builds the wire event, and on the request thread only when governance or
-sampling needs the address before the app.
+A forwarding header is believed only from a trusted peer (``trusted_proxies``: loopback and
+private ranges by default; a unix-socket peer, which has no address, is a local proxy and
+trusted), and only the one header the proxy is said to write (``client_ip_header``:
+``x-forwarded-for`` by default, with ``X-Forwarded-Proto``/``-Host``; ``forwarded`` for RFC
+7239; or a single-address header such as ``x-real-ip``). A client can add headers but cannot
+choose what a proxy appends after them, so the recorded address is the first untrusted hop
+counted from the right of the chain; any other forwarding header is ignored. Pure functions:
+they run on the worker when it builds the wire event, and on the request thread only when
+governance or sampling needs the address before the app.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+FORWARDED = "forwarded"
+X_FORWARDED_FOR = "x-forwarded-for"
 
 
 class TrustedProxies:
@@ -59,66 +65,71 @@ def _forwarded_pairs(header: str) -> list[dict[str, str]]:
     return hops
 
 
-_SINGLE_IP_HEADERS = (
-    "x-real-ip",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "fastly-client-ip",
-    "x-client-ip",
-    "x-cluster-client-ip",
-)
+class Forwarding:
+    """One agent's trust model: the trusted proxies and the header they write."""
+
+    def __init__(self, trusted: Iterable[str], header: str = X_FORWARDED_FOR) -> None:
+        self.trusted = TrustedProxies(trusted)
+        self.header = header.lower()
+        self._origin_names = (
+            frozenset((FORWARDED,))
+            if self.header == FORWARDED
+            else frozenset(("x-forwarded-proto", "x-forwarded-host"))
+        )
+
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` may tell us about the client (an empty peer is a unix socket)."""
+        return not peer or peer in self.trusted
+
+    def client_ip(self, peer: str | None, lower: Mapping[str, str]) -> str | None:
+        """The client's address: the peer itself unless it is a trusted proxy, in which case
+        the first untrusted hop, from the right, of the chain in the proxy's header
+        (``lower``: the request's headers with lower-case names)."""
+        value = lower.get(self.header)
+        if not value or not self.trusts(peer):
+            return peer or None
+        if self.header == FORWARDED:
+            chain = [hop.get("for", "") for hop in _forwarded_pairs(value)]
+        elif self.header == X_FORWARDED_FOR:
+            chain = value.split(",")
+        else:  # a single-address header, set (not appended) by the proxy
+            ip = parse_ip(value.split(",")[-1])
+            return str(ip) if ip is not None else peer or None
+        hop = self._first_untrusted(chain)
+        return str(chain_ip(chain, hop)) if hop is not None else peer or None
+
+    def _first_untrusted(self, chain: list[str]) -> int | None:
+        """The index of the first hop from the right that is not a trusted proxy (the
+        leftmost valid hop when all are), or None when no hop is an address."""
+        last_valid = None
+        for index in range(len(chain) - 1, -1, -1):
+            ip = parse_ip(chain[index])
+            if ip is None:
+                if chain[index].strip().lower() == "unknown":
+                    continue
+                return last_valid  # garbage the proxy did not write: stop believing here
+            if str(ip) not in self.trusted:
+                return index
+            last_valid = index
+        return last_valid
+
+    def origin(self, peer: str | None, lower: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """(scheme, host) as a trusted proxy tells them, else (None, None)."""
+        if lower.keys().isdisjoint(self._origin_names) or not self.trusts(peer):
+            return None, None
+        if self.header == FORWARDED:
+            hops = _forwarded_pairs(lower[FORWARDED])
+            index = self._first_untrusted([hop.get("for", "") for hop in hops])
+            hop = hops[index if index is not None else -1]
+            return hop.get("proto") or None, hop.get("host") or None
+        # Proxies set these (or append to them): the rightmost value is the proxy's own.
+        proto = lower.get("x-forwarded-proto")
+        host = lower.get("x-forwarded-host")
+        return (
+            proto.split(",")[-1].strip() or None if proto else None,
+            host.split(",")[-1].strip() or None if host else None,
+        )
 
 
-_FORWARDING = frozenset(("forwarded", "x-forwarded-for", *_SINGLE_IP_HEADERS))
-
-
-def client_ip(peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies) -> str | None:
-    """The client's address: the peer itself unless the peer is a trusted proxy, in which case
-    the forwarding headers (``lower``: names in lower case) are read right to left, skipping
-    further trusted hops."""
-    if not peer or lower.keys().isdisjoint(_FORWARDING) or peer not in trusted:
-        return peer
-    chain: list[str] = []
-    forwarded = lower.get("forwarded")
-    if forwarded:
-        chain = [hop["for"] for hop in _forwarded_pairs(forwarded) if "for" in hop]
-    elif lower.get("x-forwarded-for"):
-        chain = [part.strip() for part in lower["x-forwarded-for"].split(",")]
-    for candidate in reversed(chain):
-        ip = parse_ip(candidate)
-        if ip is None:
-            continue
-        if str(ip) not in trusted:
-            return str(ip)
-    if chain:
-        first = parse_ip(chain[0])
-        if first is not None:
-            return str(first)
-    for name in _SINGLE_IP_HEADERS:
-        value = lower.get(name)
-        if value:
-            ip = parse_ip(value)
-            if ip is not None:
-                return str(ip)
-    return peer
-
-
-_ORIGIN_HEADERS = frozenset(("forwarded", "x-forwarded-proto", "x-forwarded-host"))
-
-
-def forwarded_origin(
-    peer: str | None, lower: Mapping[str, str], trusted: TrustedProxies
-) -> tuple[str | None, str | None]:
-    """(scheme, host) as told by a trusted proxy (``Forwarded`` proto/host, else X-Forwarded-*)."""
-    if not peer or lower.keys().isdisjoint(_ORIGIN_HEADERS) or peer not in trusted:
-        return None, None
-    forwarded = lower.get("forwarded")
-    if forwarded:
-        first = _forwarded_pairs(forwarded)[0]
-        return first.get("proto"), first.get("host")
-    proto = lower.get("x-forwarded-proto")
-    host = lower.get("x-forwarded-host")
-    return (
-        proto.split(",")[0].strip() if proto else None,
-        host.split(",")[0].strip() if host else None,
-    )
+def chain_ip(chain: list[str], index: int) -> IPAddress | None:
+    return parse_ip(chain[index])

@@ -82,6 +82,7 @@ class Options:
     authorization_header_name: tuple[str, ...] = _option(_STRS, ("authorization",))
     authorization_user_id_field: str = _option(_STR, "sub")
     trusted_proxies: tuple[str, ...] = _option(_STRS, DEFAULT_TRUSTED_PROXIES)
+    client_ip_header: str = _option(_STR, "x-forwarded-for")
 
     # Callbacks (their arguments depend on the framework, see the README)
     identify_user: Callable[..., Any] | None = _option(_CALLABLE, None, env=False)
@@ -156,6 +157,13 @@ class Options:
                     f"trusted_proxies entries must be IP addresses or networks such as "
                     f"'10.0.0.0/8', got {network!r}"
                 ) from None
+        header = self.client_ip_header.strip().lower()
+        if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", header):
+            raise ValueError(
+                "client_ip_header must name the header your trusted proxy writes: "
+                f"'x-forwarded-for' (default), 'forwarded' or e.g. 'x-real-ip', got {header!r}"
+            )
+        object.__setattr__(self, "client_ip_header", header)
         for pattern in self.skip_paths:
             try:
                 re.compile(pattern)

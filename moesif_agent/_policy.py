@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._conditions import View
-from ._forwarding import TrustedProxies
+from ._forwarding import Forwarding
 from ._governance import Block, Governance, Plan
 from ._sampling import Sampling, keeps
 
@@ -31,12 +31,12 @@ class Policy:
         config: Mapping[str, Any] | None = None,
         rules: Any = None,
         *,
-        trusted: TrustedProxies | None = None,
+        trusted: Forwarding | None = None,
         etag: str | None = None,
     ) -> None:
         config = config or {}
         self.etag = etag
-        self.trusted = trusted or TrustedProxies(())
+        self.trusted = trusted or Forwarding(())
         self.sampling = Sampling(config)
         self.governance = Governance(rules, config)
         self.needs_identity = self.governance.needs_identity  # before the app, for governance

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._forwarding import TrustedProxies
+from ._forwarding import Forwarding
 from ._guard import log_once
 from ._policy import Policy
 
@@ -40,7 +40,7 @@ class RemoteConfig:
         self.install = install
         self.interval = options.config_refresh_interval
         self.debounce = 10.0
-        self.trusted = TrustedProxies(options.trusted_proxies)
+        self.trusted = Forwarding(options.trusted_proxies, options.client_ip_header)
         self.enabled = not options.dry_run
         self.etag: str | None = None  # X-Moesif-Config-ETag of the policy in force
         self.next_fetch = 0.0  # monotonic; 0 means "on the first tick"

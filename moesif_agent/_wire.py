@@ -23,7 +23,7 @@ from . import _bodies as bodies
 from ._capture import credentials_user, header_maps, new_transaction_id
 from ._event_model import Dropped, apply_mask_callback
 from ._exchange import Body, Exchange
-from ._forwarding import TrustedProxies, client_ip, forwarded_origin
+from ._forwarding import Forwarding
 from ._masking import KeySet, Masker
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class WireEncoder:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.masker = Masker(options)
-        self.trusted = TrustedProxies(options.trusted_proxies)
+        self.forwarding = Forwarding(options.trusted_proxies, options.client_ip_header)
         self.auth_headers = options.authorization_header_name
         self.auth_field = options.authorization_user_id_field
         self.mask_event_model = options.mask_event_model
@@ -122,7 +122,7 @@ class WireEncoder:
             user_id = credentials_user(ex, self.auth_headers, self.auth_field)
         scheme, host = ex.scheme, ex.host
         if incoming:
-            proto, forwarded_host = forwarded_origin(ex.remote_addr, lower, self.trusted)
+            proto, forwarded_host = self.forwarding.origin(ex.remote_addr, lower)
             scheme, host = proto or scheme, forwarded_host or host
         path = ex.path
         if _UNSAFE_PATH.search(path):
@@ -137,7 +137,7 @@ class WireEncoder:
         api_version = ex.api_version or self.options.api_version
         if api_version:
             request["api_version"] = api_version
-        ip = client_ip(ex.remote_addr, lower, self.trusted) if incoming else ex.remote_addr
+        ip = self.forwarding.client_ip(ex.remote_addr, lower) if incoming else ex.remote_addr
         if ip:
             request["ip_address"] = ip
         if ex.request_body is not None:

@@ -16,10 +16,10 @@ from moesif_agent._capture import (
     wsgi_header_name,
 )
 from moesif_agent._exchange import HEADERS_ASGI, HEADERS_PAIRS, HEADERS_WSGI
-from moesif_agent._forwarding import TrustedProxies, client_ip
+from moesif_agent._forwarding import Forwarding
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 
-TRUSTED = TrustedProxies(DEFAULT_TRUSTED_PROXIES)
+TRUSTED = Forwarding(DEFAULT_TRUSTED_PROXIES)
 
 
 def test_transaction_ids_are_version_4_uuids() -> None:
@@ -32,11 +32,23 @@ def test_transaction_ids_are_version_4_uuids() -> None:
         assert re.fullmatch(r"[0-9a-f-]{36}", value)
 
 
+UUID = "3f2a9c4e-1b7d-4e8a-9c3b-2d1e0f4a5b6c"
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("abc-123", "abc-123"), ("", None), (None, None), ("x" * 200, None), ("a,b", None)],
+    [
+        (UUID, UUID),
+        (UUID.upper(), UUID),
+        ("abc-123", None),  # the Collector API wants a 36-character UUID
+        ("{" + UUID + "}", None),
+        ("", None),
+        (None, None),
+        ("x" * 200, None),
+        ("a,b", None),
+    ],
 )
-def test_incoming_transaction_ids_are_reused_when_sane(
+def test_incoming_transaction_ids_are_reused_only_when_uuids(
     value: str | None, expected: str | None
 ) -> None:
     assert valid_transaction_id(value) == expected
@@ -69,19 +81,39 @@ def test_header_value_in_each_style() -> None:
         ("8.8.8.8", {"X-Forwarded-For": "1.1.1.1"}, "8.8.8.8"),  # untrusted peer: ignored
         ("127.0.0.1", {"X-Forwarded-For": "1.1.1.1"}, "1.1.1.1"),
         ("10.0.0.1", {"X-Forwarded-For": "6.6.6.6, 1.1.1.1, 10.0.0.2"}, "1.1.1.1"),
-        ("10.0.0.1", {"Forwarded": "for=192.0.2.60;proto=http;by=203.0.113.43"}, "192.0.2.60"),
-        ("10.0.0.1", {"Forwarded": 'for="[2001:db8:cafe::17]:4711"'}, "2001:db8:cafe::17"),
-        ("10.0.0.1", {"Forwarded": "for=unknown, for=198.51.100.17"}, "198.51.100.17"),
-        ("10.0.0.1", {"X-Real-Ip": "5.5.5.5"}, "5.5.5.5"),
         ("10.0.0.1", {"X-Forwarded-For": "10.0.0.9"}, "10.0.0.9"),  # all hops private
         ("10.0.0.1", {"X-Forwarded-For": "garbage"}, "10.0.0.1"),
+        ("10.0.0.1", {"X-Forwarded-For": "1.2.3.4, garbage, 10.0.0.7"}, "10.0.0.7"),
         ("10.0.0.1", {}, "10.0.0.1"),
         (None, {}, None),
+        (None, {"X-Forwarded-For": "1.1.1.1"}, "1.1.1.1"),  # a unix socket: a local proxy
+        # The proxy appends X-Forwarded-For: what else the client sent is not believed.
+        ("127.0.0.1", {"X-Forwarded-For": "7.7.7.7", "Forwarded": "for=1.2.3.4"}, "7.7.7.7"),
+        ("127.0.0.1", {"X-Real-Ip": "5.5.5.5"}, "127.0.0.1"),
+        ("127.0.0.1", {"Forwarded": "for=1.2.3.4"}, "127.0.0.1"),
     ],
 )
 def test_client_ip(peer: str | None, headers: dict[str, str], expected: str | None) -> None:
     lower = {name.lower(): value for name, value in headers.items()}
-    assert client_ip(peer, lower, TRUSTED) == expected
+    assert TRUSTED.client_ip(peer, lower) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "headers", "expected"),
+    [
+        ("forwarded", {"Forwarded": "for=192.0.2.60;proto=http;by=203.0.113.43"}, "192.0.2.60"),
+        ("forwarded", {"Forwarded": 'for="[2001:db8:cafe::17]:4711"'}, "2001:db8:cafe::17"),
+        ("forwarded", {"Forwarded": "for=unknown, for=198.51.100.17"}, "198.51.100.17"),
+        ("forwarded", {"Forwarded": "for=1.1.1.1", "X-Forwarded-For": "9.9.9.9"}, "1.1.1.1"),
+        ("x-real-ip", {"X-Real-Ip": "5.5.5.5", "X-Forwarded-For": "9.9.9.9"}, "5.5.5.5"),
+        ("x-real-ip", {"X-Real-Ip": "not an address"}, "10.0.0.1"),
+    ],
+)
+def test_client_ip_from_the_header_the_proxy_is_said_to_write(
+    header: str, headers: dict[str, str], expected: str
+) -> None:
+    lower = {name.lower(): value for name, value in headers.items()}
+    assert Forwarding(DEFAULT_TRUSTED_PROXIES, header).client_ip("10.0.0.1", lower) == expected
 
 
 def jwt(payload: object) -> str:

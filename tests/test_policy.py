@@ -10,11 +10,11 @@ import pytest
 
 from moesif_agent import Agent
 from moesif_agent._exchange import HEADERS_PAIRS, Exchange
-from moesif_agent._forwarding import TrustedProxies
+from moesif_agent._forwarding import Forwarding
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
 from moesif_agent._policy import Policy, keeps
 
-TRUSTED = TrustedProxies(DEFAULT_TRUSTED_PROXIES)
+TRUSTED = Forwarding(DEFAULT_TRUSTED_PROXIES)
 
 
 def exchange(

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moesif_agent import Options
-from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
 from moesif_agent._bodies import loads
+from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
 from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, iso_time
 
 
@@ -126,9 +126,24 @@ def test_a_trusted_proxy_supplies_client_ip_scheme_and_host() -> None:
     ex = known_exchange()
     ex.remote_addr = "10.0.0.5"
     ex.request_headers = [
-        ("HTTP_FORWARDED", 'for="[2001:db8::1]:4711";proto=https;host=public.example'),
+        ("HTTP_X_FORWARDED_FOR", "spoofed, 2001:db8::1"),
+        ("HTTP_X_FORWARDED_PROTO", "http, https"),  # the proxy's own value is the last one
+        ("HTTP_X_FORWARDED_HOST", "public.example"),
+        ("HTTP_FORWARDED", "for=6.6.6.6;proto=http;host=spoofed.example"),
     ]
     event = json.loads(encoder().encode(ex))
+    assert event["request"]["ip_address"] == "2001:db8::1"
+    assert event["request"]["uri"].startswith("https://public.example/items/")
+
+
+def test_a_trusted_rfc_7239_proxy_supplies_client_ip_scheme_and_host() -> None:
+    ex = known_exchange()
+    ex.remote_addr = "10.0.0.5"
+    ex.request_headers = [
+        ("HTTP_FORWARDED", 'for="[2001:db8::1]:4711";proto=https;host=public.example'),
+        ("HTTP_X_FORWARDED_FOR", "6.6.6.6"),
+    ]
+    event = json.loads(encoder(client_ip_header="forwarded").encode(ex))
     assert event["request"]["ip_address"] == "2001:db8::1"
     assert event["request"]["uri"].startswith("https://public.example/items/")
 

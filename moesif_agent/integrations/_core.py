@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._callbacks import wrap, wrap_async
 from .._capture import TRANSACTION_ID_HEADER, credentials_user
 from .._exchange import HEADERS_PAIRS, Body, Exchange
+from .._forwarding import Forwarding
 from .._guard import internal_error
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class RequestCore:
         self.log_body = options.log_body_outgoing if outgoing else options.log_body
         self.max_body = options.max_body_size
         self.echo_txid = not options.disable_transaction_id
+        self.forwarding = Forwarding(options.trusted_proxies, options.client_ip_header)
         self.auth_headers = options.authorization_header_name
         self.auth_field = options.authorization_user_id_field
         self.args = callback_args

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._capture import new_transaction_id, valid_transaction_id
+from .._capture import assign_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
@@ -113,12 +113,12 @@ class MoesifASGIMiddleware:
         scheme = ex.scheme = scope.get("scheme", "http")
         headers = scope.get("headers") or []
         host = None
-        txid = None
+        incoming = None
         for name, value in headers:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == _TXID:
-                txid = valid_transaction_id(value.decode("latin-1"))
+                incoming = value.decode("latin-1")
         if host is None:
             server = scope.get("server")
             if server:
@@ -129,13 +129,15 @@ class MoesifASGIMiddleware:
                 host = "localhost"
         ex.host = host
         client = scope.get("client")
-        ex.remote_addr = client[0] if client else None
+        peer = ex.remote_addr = client[0] if client else None  # None: a unix socket
         app_scope = dict(scope)  # the app gets a copy; the router's additions land in it too
-        if txid is None:
-            txid = new_transaction_id()
-            if core.echo_txid:  # the app sees the id it will be recorded under
-                headers = app_scope["headers"] = [*headers, (_TXID, txid.encode("latin-1"))]
-        ex.transaction_id = txid
+        trusted = incoming is not None and core.forwarding.trusts(peer)
+        if assign_transaction_id(ex, incoming, trusted) and core.echo_txid:
+            # The app sees the id the call is recorded under, in place of any other.
+            txid = (_TXID, ex.transaction_id.encode("latin-1"))
+            headers = [h for h in headers if h[0] != _TXID] if incoming else list(headers)
+            headers.append(txid)
+            app_scope["headers"] = headers
         ex.request_headers = headers
         ex.request_header_style = HEADERS_ASGI
         app_scope[SCOPE_KEY] = ex

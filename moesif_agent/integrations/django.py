@@ -139,7 +139,10 @@ class MoesifDjangoMiddleware:
             return None
         meta = request.META
         ex = new_exchange(method, path, meta.get("QUERY_STRING", ""))
-        fill_from_environ(ex, meta, request.scheme or "http", self.core.echo_txid)
+        core = self.core
+        fill_from_environ(
+            ex, meta, request.scheme or "http", core.echo_txid, core.forwarding.trusts
+        )
         setattr(request, REQUEST_KEY, ex)
         return Flow(ex, request)
 

@@ -115,7 +115,8 @@ class MoesifWSGIMiddleware:
         if skip is not None and core.skip_asked(skip(self.app, environ)):
             return None
         ex = new_exchange(method, path, environ.get("QUERY_STRING", ""))
-        fill_from_environ(ex, environ, environ.get("wsgi.url_scheme", "http"), core.echo_txid)
+        scheme = environ.get("wsgi.url_scheme", "http")
+        fill_from_environ(ex, environ, scheme, core.echo_txid, core.forwarding.trusts)
         environ[ENVIRON_KEY] = ex
         return Flow(ex, environ)
 

@@ -494,13 +494,18 @@ async def test_skip_callback_sees_the_response(
     assert [e["request"]["uri"] for e in recorded] == ["http://x/other"]
 
 
-async def test_an_incoming_transaction_id_is_reused(
+TXID = "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
+
+
+async def test_an_incoming_transaction_id_from_a_trusted_peer_is_reused(
     settings: dict[str, Any], recorder: Recorder
 ) -> None:
     middleware = MoesifASGIMiddleware(json_app, settings)
-    driver = await Driver(middleware, headers=[(b"x-moesif-transaction-id", b"abc-1")]).run()
-    assert driver.headers[b"x-moesif-transaction-id"] == b"abc-1"
-    assert events(middleware, recorder)[0]["transaction_id"] == "abc-1"
+    driver = Driver(middleware, headers=[(b"x-moesif-transaction-id", TXID.encode())])
+    driver.scope["client"] = ("127.0.0.1", 50000)  # a local proxy
+    await driver.run()
+    assert driver.headers[b"x-moesif-transaction-id"] == TXID.encode()
+    assert events(middleware, recorder)[0]["transaction_id"] == TXID
 
 
 async def test_example_apps_serve_the_contract_routes(

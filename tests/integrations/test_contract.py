@@ -141,11 +141,6 @@ def test_an_incoming_transaction_id_from_loopback_is_reused(stack: Stack) -> Non
     assert (event["transaction_id"], event["request"]["ip_address"]) == (given, LOOPBACK)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 4 (trust model): an incoming X-Moesif-Transaction-Id is believed only from "
-    "trusted peers, but every adapter reuses it whatever the client address",
-)
 def test_an_incoming_transaction_id_from_an_untrusted_peer_is_replaced(stack: Stack) -> None:
     given = str(uuid.uuid4())
     served = stack.serve()

@@ -156,10 +156,12 @@ def test_get_is_recorded_with_every_field(project: Project) -> None:
 
 
 def test_an_incoming_transaction_id_is_reused_and_can_be_disabled(project: Project) -> None:
-    response = Client().get("/items/1", headers={"X-Moesif-Transaction-Id": "given-id-1"})
-    assert response.headers["X-Moesif-Transaction-Id"] == "given-id-1"
-    assert STATE.seen["txid"] == "given-id-1"
-    assert project.event()["transaction_id"] == "given-id-1"
+    response = Client().get(
+        "/items/1", headers={"X-Moesif-Transaction-Id": "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"}
+    )
+    assert response.headers["X-Moesif-Transaction-Id"] == "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
+    assert STATE.seen["txid"] == "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
+    assert project.event()["transaction_id"] == "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
 
     project.recorder.received.clear()
     project.configure(disable_transaction_id=True)

@@ -126,11 +126,15 @@ def test_the_app_sees_the_transaction_id_and_an_incoming_one_is_reused(
         return []
 
     wrapped, middleware = wrap(app, settings)
-    call = Call(wrapped, headers={"X-Moesif-Transaction-Id": "given-id-1"})
+    call = Call(
+        wrapped, headers={"X-Moesif-Transaction-Id": "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"}
+    )
     call.body()
-    assert seen == ["given-id-1"]
-    assert call.header("X-Moesif-Transaction-Id") == "given-id-1"
-    assert events(middleware, recorder)[0]["transaction_id"] == "given-id-1"
+    assert seen == ["5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"]
+    assert call.header("X-Moesif-Transaction-Id") == "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
+    assert (
+        events(middleware, recorder)[0]["transaction_id"] == "5b0c1f7e-8d2a-4c6b-9e1f-3a7d2c9b4e10"
+    )
 
 
 def test_disable_transaction_id_adds_no_header(
