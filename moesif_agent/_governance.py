@@ -98,9 +98,13 @@ class Rule:
         headers = response.get("headers") or {}
         if not isinstance(headers, Mapping):
             raise ValueError("response.headers must be an object")
-        self.headers = [
-            (str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in headers.items()
-        ]
+        self.headers = []
+        for name, value in headers.items():
+            header = header_field(str(name), value if isinstance(value, str) else json.dumps(value))
+            if header is None:
+                bad_config(where, f"header {name!r} cannot be sent in HTTP (dropped)")
+            else:
+                self.headers.append(header)
         if not any(k.lower() == "content-type" for k, _ in self.headers):
             text = isinstance(response.get("body"), str)
             self.headers.append(
@@ -120,7 +124,11 @@ class Rule:
         return not self.groups
 
     def response(self, values: Mapping[str, Any]) -> tuple[list[tuple[str, str]], bytes]:
-        headers = [(k, _substitute(v, values)) for k, v in self.headers]
+        headers = []
+        for name, value in self.headers:
+            header = header_field(name, _substitute(value, values))
+            if header is not None:
+                headers.append(header)
         if self.body is not None:
             return headers, self.body
         return headers, _encode_body(_substitute(self.body_template, values))
@@ -128,6 +136,32 @@ class Rule:
     @property
     def needs_body(self) -> bool:
         return any(group.needs_body for group in self.groups)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TYPOGRAPHIC = str.maketrans(
+    {
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2026": "...",
+    }
+)
+
+
+def header_field(name: str, value: str) -> tuple[str, str] | None:
+    """(name, value) as every server can send it, or None when it cannot be sent: a name
+    that is not a token, a value with CR, LF or NUL (header injection). Characters outside
+    latin-1 become their ASCII look-alike or "?" (ASGI servers refuse them: a 500 for every
+    request)."""
+    if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\x00"):
+        return None
+    if not value.isascii():
+        value = value.translate(_TYPOGRAPHIC).encode("latin-1", "replace").decode("latin-1")
+    return name, value.strip()
 
 
 def _has_placeholder(value: Any) -> bool:
