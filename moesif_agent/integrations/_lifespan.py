@@ -21,56 +21,80 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class FlushOnShutdown:
-    """Wrap an ASGI app so that the server's lifespan shutdown delivers the agents' queued
-    events, even when the app itself does not speak the lifespan protocol.
+    """Wrap an ASGI app that refuses the lifespan protocol (Django's ASGI handler raises on
+    it) so that the server's lifespan shutdown still delivers the agents' queued events.
 
     uvicorn ends a SIGTERM shutdown by re-raising the signal, which kills the process before
     ``atexit`` hooks (the agent's usual exit flush) can run; the lifespan shutdown is the
-    last moment to deliver. Django's ASGI handler refuses lifespan, so under uvicorn wrap it::
+    last moment to deliver. Under uvicorn wrap Django's application::
 
         application = FlushOnShutdown(get_asgi_application())
 
-    (``MoesifASGIMiddleware`` and the Starlette middleware do this by themselves.)
+    This wrapper deliberately answers lifespan for an app that refuses it before receiving
+    anything (the server then sees an app that supports lifespan); an app that takes part in
+    lifespan is passed through as ``MoesifASGIMiddleware`` does.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(self.app, scope, receive, send)
-        else:
+        if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
+            return
+        took_part = await lifespan(self.app, scope, receive, send, answer_refusal=True)
+        if took_part:
+            return
+        while True:  # answering for the app: the server still tells us when it shuts down
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await _to_thread(flush_all)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
-async def lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Pass lifespan to the app, flushing every agent before shutdown completes. An app that
-    refuses lifespan outright (raises before saying anything) is answered for."""
-    spoke = False
+async def lifespan(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, answer_refusal: bool = False
+) -> bool:
+    """Pass lifespan to the app unchanged: the server sees exactly what the app says, raises
+    and returns. When the app takes part in shutdown, every agent is flushed before the
+    server hears that shutdown is complete (or before the app's call ends). With
+    ``answer_refusal``, an app that raises before receiving anything returns False instead
+    of raising (the caller answers for it); otherwise returns True."""
+    received = False
+    shutting_down = False
+    flushed = False
+
+    async def flush() -> None:
+        nonlocal flushed
+        if shutting_down and not flushed:
+            flushed = True
+            await _to_thread(flush_all)
+
+    async def lifespan_receive() -> Message:
+        nonlocal received, shutting_down
+        message = await receive()
+        received = True
+        if message["type"] == "lifespan.shutdown":
+            shutting_down = True
+        return message
 
     async def lifespan_send(message: Message) -> None:
-        nonlocal spoke
-        spoke = True
         if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await _to_thread(flush_all)
+            await flush()
         await send(message)
 
     try:
-        await app(scope, receive, lifespan_send)
-        return
+        await app(scope, lifespan_receive, lifespan_send)
     except Exception:
-        if spoke:  # a real startup or shutdown failure of the app: not ours to hide
-            raise
-    # The app does not do lifespan (Django's handler raises at once): keep the protocol
-    # going so that the server still tells us when it shuts down.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await _to_thread(flush_all)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+        if answer_refusal and not received:
+            return False
+        await flush()
+        raise
+    await flush()
+    return True
 
 
 def flush_all() -> None:

@@ -532,25 +532,33 @@ async def test_example_apps_serve_the_contract_routes(
         recorder.received.clear()
 
 
-async def test_an_app_without_lifespan_is_answered_for_and_shutdown_flushes(
+async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        raise ValueError("only HTTP here")  # as Django's ASGI handler does
+    await json_app(scope, receive, send)
+
+
+async def test_flush_on_shutdown_answers_for_an_app_without_lifespan_and_flushes(
     settings: dict[str, Any], recorder: Recorder
 ) -> None:
     from moesif_agent.integrations.asgi import FlushOnShutdown
 
-    async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise ValueError("only HTTP here")  # as Django's ASGI handler does
-        await json_app(scope, receive, send)
-
     middleware = MoesifASGIMiddleware(no_lifespan, {**settings, "batch_max_time": 30})
     await Driver(middleware).run()
-    for app in (middleware, FlushOnShutdown(no_lifespan)):
-        sent = await run_lifespan(app)
-        assert [m["type"] for m in sent] == [
-            "lifespan.startup.complete",
-            "lifespan.shutdown.complete",
-        ]
-        assert len(recorder.events()) == 1  # flushed before the server was told
+    sent = await run_lifespan(FlushOnShutdown(no_lifespan))
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert len(recorder.events()) == 1  # flushed before the server was told
+
+
+async def test_the_middleware_lets_the_server_see_an_app_refuse_lifespan(
+    settings: dict[str, Any],
+) -> None:
+    middleware = MoesifASGIMiddleware(no_lifespan, settings)
+    with pytest.raises(ValueError, match="only HTTP here"):
+        await run_lifespan(middleware)
 
 
 async def run_lifespan(app: Any) -> list[Message]:
