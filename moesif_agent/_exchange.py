@@ -112,7 +112,7 @@ class Exchange:
         self.api_version: str | None = None
         self.blocked_by: str | None = None
         self.weight = 1
-        self.error: str | None = None
+        self.error: tuple[str, str] | None = None  # the exception's class and message
         self.route: str | None = None
         self.notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif
         self.sample_rate: float | None = None  # decided before the app, when it could be

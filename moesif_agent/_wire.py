@@ -178,7 +178,8 @@ class WireEncoder:
         if ex.route:
             metadata.setdefault("route", ex.route)
         if ex.error:
-            notes["error"] = ex.error
+            kind, message = ex.error
+            notes["error"] = {"class": kind, "message": masker.text(message, masker.request_keys)}
         if notes:
             metadata["_moesif"] = notes
         if metadata:

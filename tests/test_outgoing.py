@@ -212,7 +212,7 @@ def test_a_failed_call_raises_to_the_caller_and_is_recorded(
         client.get("http://127.0.0.1:9/down")
     (event,) = outgoing(agent, recorder)
     assert "response" not in event
-    assert event["metadata"]["_moesif"]["error"] == "ConnectError"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "ConnectError"
 
 
 def test_a_failure_inside_capture_leaves_the_callers_call_intact(

@@ -244,9 +244,9 @@ class RequestCore:
 
     def failed(self, flow: Flow, exc: BaseException, *, response_started: bool = False) -> None:
         """The app raised: the call is recorded as what the client got (500 when nothing was
-        sent yet) with the exception's class."""
+        sent yet) with the exception's class and message."""
         ex = flow.ex
-        ex.error = type(exc).__name__
+        ex.error = describe(exc)
         if not response_started:
             ex.status = 500
 
@@ -286,6 +286,16 @@ class RequestCore:
         if ex.response_time is None:
             ex.response_time = time.time()
         self.agent.record(ex)
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """(class name, message) of an exception, as an event carries it: never a traceback,
+    the message cut at 1000 characters (and masked by key on the worker)."""
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not break the request
+        message = ""
+    return type(exc).__name__, message[:1000]
 
 
 def new_exchange(method: str, path: str, query: str) -> Exchange:

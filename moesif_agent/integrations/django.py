@@ -31,7 +31,7 @@ from .._capture import fill_from_environ
 from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, Steps, new_exchange, run_async, run_sync
+from ._core import Flow, RequestCore, Steps, describe, new_exchange, run_async, run_sync
 from ._tee import InputTee, ResponseEnd, atee_chunks, tee_chunks
 
 if TYPE_CHECKING:
@@ -108,6 +108,14 @@ class MoesifDjangoMiddleware:
             callback_args=_callback_args,
             default_user=_default_user,
         )
+
+    def process_exception(self, request: Request, exception: BaseException) -> None:
+        """Django's hook for a view that raised (before it makes the 500 response): the
+        exception's class and message go into the event. (Django runs exception hooks
+        synchronously in every mode.)"""
+        ex = getattr(request, REQUEST_KEY, None)
+        if ex is not None:
+            ex.error = describe(exception)
 
     def __call__(self, request: Request) -> Any:
         if self._is_async:

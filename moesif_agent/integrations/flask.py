@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import request
+from flask import got_request_exception, request
 
 from .._agent import Agent
 from .._options import Options
+from ._core import describe
 from .wsgi import ENVIRON_KEY, MoesifMiddleware, MoesifWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -28,8 +29,9 @@ __all__ = ["Moesif", "MoesifMiddleware", "MoesifWSGIMiddleware"]
 
 
 class Moesif:
-    """Flask extension: wraps ``app.wsgi_app`` and notes each request's URL rule
-    (``/items/<int:item_id>``) as ``metadata.route``."""
+    """Flask extension: wraps ``app.wsgi_app``, notes each request's URL rule
+    (``/items/<int:item_id>``) as ``metadata.route`` and the exception behind a 500 (Flask
+    turns it into a response before the WSGI middleware could see it)."""
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class Moesif:
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions["moesif"] = middleware
         app.before_request(_note_route)
+        got_request_exception.connect(_note_exception, app, weak=False)
         self.middleware = middleware
 
     @property
@@ -55,6 +58,12 @@ class Moesif:
         if self.middleware is None:
             raise RuntimeError("Moesif(app) or moesif.init_app(app) must be called first")
         return self.middleware.agent
+
+
+def _note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    exchange = request.environ.get(ENVIRON_KEY)
+    if exchange is not None:
+        exchange.error = describe(exception)
 
 
 def _note_route() -> None:

@@ -283,7 +283,7 @@ async def test_an_exception_is_recorded_as_500_and_reraised_unchanged(
         await Driver(middleware).run()
     (event,) = events(middleware, recorder)
     assert event["response"]["status"] == 500
-    assert event["metadata"]["_moesif"]["error"] == "Boom"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "Boom"
 
 
 async def test_cancellation_is_recorded_and_propagates(
@@ -305,7 +305,7 @@ async def test_cancellation_is_recorded_and_propagates(
     with pytest.raises(asyncio.CancelledError):
         await task
     (event,) = events(middleware, recorder)
-    assert event["metadata"]["_moesif"]["error"] == "CancelledError"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "CancelledError"
     assert event["response"]["status"] == 200
 
 

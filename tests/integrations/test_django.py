@@ -284,8 +284,12 @@ def test_not_found_and_exceptions(project: Project) -> None:
     assert "route" not in missing.get("metadata", {})
     assert converted["response"]["status"] == 500
     assert converted["metadata"]["route"] == "/error"
+    assert converted["metadata"]["_moesif"]["error"] == {
+        "class": "RuntimeError",
+        "message": "the view failed on purpose",
+    }
     assert propagated["response"]["status"] == 500
-    assert propagated["metadata"]["_moesif"]["error"] == "RuntimeError"
+    assert propagated["metadata"]["_moesif"]["error"]["class"] == "RuntimeError"
 
 
 def test_response_headers_keep_their_case_and_cookies_are_masked(project: Project) -> None:
@@ -731,7 +735,7 @@ def test_an_exception_out_of_get_response_propagates_unchanged(project: Project)
         MoesifMiddleware(get_response)(RequestFactory().get("/x"))
     event = project.event()
     assert event["response"]["status"] == 500
-    assert event["metadata"]["_moesif"]["error"] == "Boom"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "Boom"
 
 
 @pytest.mark.anyio
@@ -745,7 +749,7 @@ async def test_an_exception_out_of_async_get_response_propagates_unchanged(
         await MoesifMiddleware(get_response)(RequestFactory().get("/x"))
     event = project.event()
     assert event["response"]["status"] == 500
-    assert event["metadata"]["_moesif"]["error"] == "Boom"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "Boom"
 
 
 # Django's real ASGI handler ---------------------------------------------------------------------

@@ -307,7 +307,7 @@ def test_an_app_exception_is_recorded_and_propagates_unchanged(
         middleware(EnvironBuilder(path="/error").get_environ(), lambda *a: None)
     (event,) = events(middleware, recorder)
     assert event["response"]["status"] == 500
-    assert event["metadata"]["_moesif"]["error"] == "Boom"
+    assert event["metadata"]["_moesif"]["error"] == {"class": "Boom", "message": "original"}
 
 
 def test_a_generator_that_raises_midway_is_recorded(
@@ -326,7 +326,7 @@ def test_a_generator_that_raises_midway_is_recorded(
     call.close()
     (event,) = events(middleware, recorder)
     assert event["response"]["status"] == 200  # what the client got before the failure
-    assert event["metadata"]["_moesif"]["error"] == "ValueError"
+    assert event["metadata"]["_moesif"]["error"]["class"] == "ValueError"
     assert base64.b64decode(event["response"]["body"]) == b"partial "
 
 
