@@ -58,6 +58,16 @@ def assign_transaction_id(ex: Exchange, incoming: str | None, trusted: bool) -> 
     return True
 
 
+def wsgi_text(value: str) -> str:
+    """A PEP 3333 string (bytes carried as latin-1 characters) as the text it encodes."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return value
+
+
 _TXID_ENVIRON = "HTTP_" + TRANSACTION_ID_HEADER.upper().replace("-", "_")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 

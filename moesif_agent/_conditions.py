@@ -48,14 +48,24 @@ class View:
         return ip
 
     def body(self) -> Any:
+        """The JSON request body: read ahead before the app, else as captured so far."""
         if self._body is _UNSET:
             self._body = None
-            if self.body_raw:
+            raw = self.body_raw
+            captured = self.ex.request_body
+            if raw is None and captured is not None and not captured.truncated:
+                raw = captured.value()
+            if raw:
                 try:
-                    self._body = json.loads(self.body_raw)
+                    self._body = json.loads(raw)
                 except (ValueError, RecursionError):
                     pass
         return self._body
+
+    @property
+    def has_body(self) -> bool:
+        """Whether body conditions can be judged now (before the app: only if read ahead)."""
+        return self.body_raw is not None or self.ex.request_body is not None
 
 
 _UNSET: Any = object()

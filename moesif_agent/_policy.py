@@ -40,7 +40,9 @@ class Policy:
         self.sampling = Sampling(config)
         self.governance = Governance(rules, config)
         self.needs_identity = self.governance.needs_identity  # before the app, for governance
-        self.needs_body = self.governance.needs_body
+        # Read ahead before the app when conditions test body fields, so that governance can
+        # act on them and sampling can be decided before the bodies are copied.
+        self.needs_body = self.governance.needs_body or self.sampling.needs_body
         self.samples_users = self.sampling.needs_identity
         self.trivial = self.sampling.trivial and self.governance.empty
 

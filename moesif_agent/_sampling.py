@@ -53,6 +53,7 @@ class Sampling:
             self.regex.append((group if rate is not None else None, rate or 0.0))
         self.trivial = self.default >= 100 and not (self.regex or self.users or self.companies)
         self.needs_identity = bool(self.users or self.companies)
+        self.needs_body = any(g is not None and g.needs_body for g, _ in self.regex)
         self.filter = RouteFilter([g for g, _ in self.regex if g is not None], anchored=False)
 
     def _candidates(self, view: View) -> list[tuple[ConditionGroup | None, float]]:
@@ -65,8 +66,8 @@ class Sampling:
         for group, rate in self._candidates(view):
             if group is None:
                 continue
-            if group.needs_response:
-                return None
+            if group.needs_response or (group.needs_body and not view.has_body):
+                return None  # decided when the call is recorded
             if group.matches(view):
                 return rate
         if self.users or self.companies:

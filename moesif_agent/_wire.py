@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 1_000_000
 _PATH_SAFE = "/%;:@&=+$,!~*()'"
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-]")
+_QUERY_SAFE = _PATH_SAFE + "?[]"
+_UNSAFE_QUERY = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-?\[\]]")
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -129,7 +131,10 @@ class WireEncoder:
             path = quote(path, safe=_PATH_SAFE)
         uri = f"{scheme}://{host}{path}"
         if ex.query:
-            uri += "?" + masker.form(ex.query, masker.query_keys)
+            query = masker.form(ex.query, masker.query_keys)
+            if _UNSAFE_QUERY.search(query):
+                query = quote(query, safe=_QUERY_SAFE)
+            uri += "?" + query
         metadata: dict[str, Any] = dict(ex.metadata) if ex.metadata else {}
         notes: dict[str, Any] = dict(ex.notes) if ex.notes else {}
 

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._agent import Agent
-from .._capture import fill_from_environ
+from .._capture import fill_from_environ, wsgi_text
 from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
@@ -146,7 +146,7 @@ class MoesifDjangoMiddleware:
         if self.core.skipped(method, path):
             return None
         meta = request.META
-        ex = new_exchange(method, path, meta.get("QUERY_STRING", ""))
+        ex = new_exchange(method, path, wsgi_text(meta.get("QUERY_STRING", "")))
         core = self.core
         fill_from_environ(
             ex, meta, request.scheme or "http", core.echo_txid, core.forwarding.trusts

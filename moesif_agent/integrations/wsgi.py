@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._capture import fill_from_environ
+from .._capture import fill_from_environ, wsgi_text
 from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
@@ -107,14 +107,14 @@ class MoesifWSGIMiddleware:
 
     def _start(self, environ: WSGIEnvironment) -> Flow | None:
         method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = wsgi_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         core = self.core
         if core.skipped(method, path):
             return None
         skip = core.callbacks.skip
         if skip is not None and core.skip_asked(skip(self.app, environ)):
             return None
-        ex = new_exchange(method, path, environ.get("QUERY_STRING", ""))
+        ex = new_exchange(method, path, wsgi_text(environ.get("QUERY_STRING", "")))
         scheme = environ.get("wsgi.url_scheme", "http")
         fill_from_environ(ex, environ, scheme, core.echo_txid, core.forwarding.trusts)
         environ[ENVIRON_KEY] = ex
