@@ -25,7 +25,7 @@ _ID = "{id}"
 
 # What even ensure_ascii=False leaves escaped: in "line1\nline2" the tokenizer would see the
 # word "nline2". Each escape becomes a space, as the character it stands for would.
-_ESCAPE = re.compile(r'\\(?:u[0-9a-fA-F]{4}|[^u])')
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[^u])")
 
 
 def _make_encoder() -> Callable[[Any], str]:

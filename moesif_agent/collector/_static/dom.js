@@ -7,6 +7,7 @@
 // or load a URL, so a later edit cannot slip one in by accident.
 
 const FORBIDDEN_PROPS = new Set(["innerHTML", "outerHTML", "srcdoc", "src", "href", "style"]);
+const SVG_NS = "http://www.w3.org/2000/svg";
 
 /** h("td", {class: "status"}, "200") -> <td class="status">200</td>; children may be strings,
  * numbers, nodes, arrays of those, or null/undefined/false (skipped). Props starting with "on"
@@ -41,4 +42,19 @@ export function append(el, children) {
 export function replace(el, ...children) {
   el.replaceChildren();
   return append(el, children);
+}
+
+/** svg("rect", {x: 1, y: 2}) -> an SVG element; attributes as h() sets them (no event handler
+ * attributes, no links), children as h() appends them: text stays text. */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (FORBIDDEN_PROPS.has(key) || key.startsWith("on") || key.endsWith("href")) {
+      throw new Error(`svg(): refusing to set ${key}`);
+    }
+    el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
 }

@@ -34,6 +34,23 @@ export function formatTime(value) {
   );
 }
 
+/** How many fraction digits a wire time has: 3 for "2024-02-06T04:45:42.914Z". */
+function fractionDigits(value) {
+  const m = typeof value === "string" ? /[T ]\d\d:\d\d:\d\d[.,](\d+)/.exec(value) : null;
+  return m ? m[1].length : 0;
+}
+
+/** A compact time for a table cell: the time of day (with milliseconds) for today, else the
+ * date and time to the second. The cell's tooltip has the time as sent. */
+export function formatWhen(value) {
+  const ms = parseTime(value);
+  if (ms === null) return value === undefined || value === null ? "" : String(value);
+  const full = formatTime(value);
+  return new Date(ms).toDateString() === new Date().toDateString()
+    ? full.slice(11)
+    : full.slice(0, 19);
+}
+
 /** response.time - request.time in ms, or null when either is missing. */
 export function durationMs(event) {
   const start = parseTime(event.request?.time);
@@ -41,9 +58,56 @@ export function durationMs(event) {
   return start === null || end === null ? null : end - start;
 }
 
-export function formatDuration(ms) {
-  if (ms === null) return "";
-  return `${ms.toFixed(Math.abs(ms) < 10 ? 1 : 0)} ms`;
+/** A duration with the precision its times had: agents send milliseconds, so "3 ms" and
+ * "<1 ms" (two times in the same millisecond), never a made-up "0.0 ms". `digits` is the
+ * number of fraction digits of a second the times carried. */
+export function formatDuration(ms, digits = 3) {
+  if (ms === null || ms === undefined) return "";
+  const decimals = Math.min(3, Math.max(0, digits - 3));
+  // The smallest step the times can show: 1 ms for milliseconds, 1000 ms for whole seconds.
+  const smallest = 10 ** (3 - Math.min(digits, 3 + decimals));
+  if (Math.abs(ms) < smallest) return `<${smallest.toLocaleString("en-US")} ms`;
+  const text = ms.toLocaleString("en-US", {
+    minimumFractionDigits: decimals,
+    maximumFractionDigits: decimals,
+  });
+  return `${text} ms`;
+}
+
+/** An event's duration as text, at the precision of its own times. */
+export function eventDuration(event) {
+  const digits = Math.min(
+    fractionDigits(event.request?.time),
+    fractionDigits(event.response?.time),
+  );
+  return formatDuration(durationMs(event), digits);
+}
+
+/** A percentile from the summaries (ms, a whole number when the times were milliseconds). */
+export function formatMs(value) {
+  if (value === null || value === undefined) return "—";
+  return formatDuration(value, Number.isInteger(value) ? 3 : 6);
+}
+
+export const formatCount = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "");
+
+/** "1 call", "2,000 calls". */
+export const plural = (n, one, many = `${one}s`) => `${formatCount(n)} ${n === 1 ? one : many}`;
+
+/** 0.0833 -> "8.3%"; 0 -> "0%". */
+export function formatRate(rate) {
+  if (!rate) return "0%";
+  const percent = rate * 100;
+  return `${percent < 0.1 ? "<0.1" : percent.toFixed(1)}%`;
+}
+
+const URI = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*)?(.*)$/;
+
+/** "https://api.example.com/items/1?x=2" -> {host: "https://api.example.com",
+ * path: "/items/1?x=2"}: rows show the path, the host is shown once or on hover. */
+export function splitUri(uri) {
+  const m = URI.exec(typeof uri === "string" ? uri : "");
+  return { host: m?.[1] || "", path: m?.[2] || "/" };
 }
 
 /** A scalar for a table cell; objects as compact JSON. */
@@ -80,32 +144,29 @@ function decodeText(bytes) {
   return null;
 }
 
-/** What to show for a request or response body: {kind, label, text}.
- * kind: "none" | "json" | "text" | "binary"; text is what goes in the <pre>. */
+/** What to show for a request or response body: {kind, label, text, raw}.
+ * kind: "none" | "json" | "text" | "binary"; text is what goes in the <pre>, raw the body as
+ * it was sent (decoded from base64 when it is text), for replaying it. */
 export function describeBody(section) {
   if (!section || section.body === undefined || section.body === null) {
-    return { kind: "none", label: "no body", text: "" };
+    return { kind: "none", label: "no body", text: "", raw: "" };
   }
   const body = section.body;
-  if (section.transfer_encoding !== "base64") {
-    return { kind: "json", label: "JSON", text: prettyJSON(body) };
-  }
-  if (typeof body !== "string") {
-    return {
-      kind: "json",
-      label: "JSON (marked base64, but not a string)",
-      text: prettyJSON(body),
-    };
+  if (section.transfer_encoding !== "base64" || typeof body !== "string") {
+    const label =
+      section.transfer_encoding === "base64" ? "JSON (marked base64, but not a string)" : "JSON";
+    return { kind: "json", label, text: prettyJSON(body), raw: JSON.stringify(body) };
   }
   let bytes;
   try {
     bytes = decodeBase64(body);
   } catch {
-    return { kind: "text", label: "invalid base64, shown as sent", text: body };
+    return { kind: "text", label: "invalid base64, shown as sent", text: body, raw: body };
   }
   const text = decodeText(bytes);
   if (text === null) {
-    return { kind: "binary", label: `binary, ${bytes.length} bytes`, text: hexPreview(bytes) };
+    const label = `binary, ${bytes.length} bytes`;
+    return { kind: "binary", label, text: hexPreview(bytes), raw: body };
   }
   const trimmed = text.trimStart();
   if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
@@ -114,12 +175,14 @@ export function describeBody(section) {
         kind: "json",
         label: `JSON (decoded from base64, ${bytes.length} bytes)`,
         text: prettyJSON(JSON.parse(text)),
+        raw: text,
       };
     } catch {
       // not JSON after all (a truncated body, say): shown as the text it is
     }
   }
-  return { kind: "text", label: `text (decoded from base64, ${bytes.length} bytes)`, text };
+  const label = `text (decoded from base64, ${bytes.length} bytes)`;
+  return { kind: "text", label, text, raw: text };
 }
 
 /** The first bytes as a hex dump, so a binary body can still be recognised (PNG, gzip...). */
