@@ -182,6 +182,8 @@ class WireEncoder:
             event["session_token"] = ex.session_token
         if ex.route:
             metadata.setdefault("route", ex.route)
+        if "traceparent" in lower or "sentry-trace" in lower:
+            _trace_ids(lower, metadata)
         if ex.error:
             kind, message = ex.error
             notes["error"] = {"class": kind, "message": masker.text(message, masker.request_keys)}
@@ -228,6 +230,21 @@ class WireEncoder:
             self._raw.append((quoted, encoded.raw))
         else:
             target["body"] = encoded.value
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_SENTRY_TRACE = re.compile(r"([0-9a-f]{32})-[0-9a-f]{16}(?:-[01])?")
+
+
+def _trace_ids(lower: Mapping[str, str], metadata: dict[str, Any]) -> None:
+    """The W3C trace id (``traceparent``) and Sentry's (``sentry-trace``), so that the call
+    can be found in the tracing or error tool that saw the same request."""
+    match = _TRACEPARENT.match(lower.get("traceparent", "").strip())
+    if match and match.group(1).strip("0"):
+        metadata.setdefault("trace_id", match.group(1))
+    match = _SENTRY_TRACE.match(lower.get("sentry-trace", "").strip())
+    if match and match.group(1).strip("0"):
+        metadata.setdefault("sentry_trace_id", match.group(1))
 
 
 def _make_iterencode() -> Callable[[Any, int], Any] | None:

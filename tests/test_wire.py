@@ -348,3 +348,29 @@ def test_a_json_body_with_trailing_garbage_is_not_spliced_as_json() -> None:
 @given(st.text(alphabet=' \t\n\r{}[]":,.-+01eEtrufalsnNIiy\\\u00e9', max_size=30))
 def test_the_fast_json_parse_agrees_with_json_loads_on_any_text(text: str) -> None:
     _agrees_with_json_loads(text)
+
+
+def test_trace_ids_of_w3c_and_sentry_are_recorded_for_correlation() -> None:
+    ex = known_exchange()
+    ex.request_headers = [
+        ("HTTP_TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("HTTP_SENTRY_TRACE", "771a43a4192642f0b136d5159a501700-b0e6f15b45c36b12-1"),
+    ]
+    metadata = json.loads(encoder().encode(ex))["metadata"]
+    assert metadata["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert metadata["sentry_trace_id"] == "771a43a4192642f0b136d5159a501700"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # invalid: all zeros
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+        "garbage",
+        "00-4bf92f35-00f067aa0ba902b7-01",
+    ],
+)
+def test_a_malformed_traceparent_is_not_recorded(value: str) -> None:
+    ex = known_exchange()
+    ex.request_headers = [("HTTP_TRACEPARENT", value)]
+    assert "trace_id" not in json.loads(encoder().encode(ex)).get("metadata", {})
