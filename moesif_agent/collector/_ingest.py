@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from . import _profiles as profiles
 from . import _validate as validate
 from ._body import InflatedTooLarge, decode_text, parse_json, read_body, split_array
 from ._errors import ClientError
@@ -65,9 +66,9 @@ def _endpoints() -> list[Ingest]:
     kinds: dict[str, tuple[Callable[[list[Any], bool], list[Any]], Callable[..., int], bool]] = {
         "events": (_event_rows, Store.add_events, True),
         "actions": (_action_rows, Store.add_actions, True),
-        "users": (validate.users, _profiles(USERS), False),
-        "companies": (validate.companies, _profiles(COMPANIES), False),
-        "subscriptions": (validate.subscriptions, _profiles(SUBSCRIPTIONS), False),
+        "users": (profiles.users, _profiles(USERS), False),
+        "companies": (profiles.companies, _profiles(COMPANIES), False),
+        "subscriptions": (profiles.subscriptions, _profiles(SUBSCRIPTIONS), False),
     }
     endpoints = []
     for kind, (prepare, write, texts) in kinds.items():

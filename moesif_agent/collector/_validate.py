@@ -1,4 +1,5 @@
-"""Check Collector API items against the field tables of the spec and turn them into store rows.
+"""Check Collector API events and actions against the field tables of the spec and turn them
+into store rows (profiles: ``_profiles``, with the helpers from here).
 
 Runs on a worker thread. Hand-written checks rather than a schema library: a batch of 100 events
 is validated in well under a millisecond, and every error names the JSON path of the bad field.
@@ -25,20 +26,7 @@ MAX_BATCH_BYTES = 50 * 1024 * 1024
 MAX_ACTIONS_BATCH_BYTES = 12 * 1024 * 1024
 
 DIRECTIONS = frozenset({"Incoming", "Outgoing"})
-SUBSCRIPTION_STATUSES = frozenset(
-    {"active", "cancelled", "paused", "trialing", "pending", "draft", "future"}
-)
 _TRANSFER_ENCODINGS = ("", "json", "base64")
-_CAMPAIGN_FIELDS = (
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "referrer",
-    "referring_domain",
-    "gclid",
-)
 
 # (transaction_id, time, verb, status, path, user_id, company_id, blocked_by, direction,
 #  received_at, data, route, duration (microseconds), weight, search)
@@ -86,7 +74,9 @@ def _missing(field: str, expected: str) -> ClientError:
     return ClientError(400, f"{field} is required ({expected})", field=field)
 
 
-def _object(parent: dict[str, Any], key: str, field: str, required: bool) -> dict[str, Any] | None:
+def object_at(
+    parent: dict[str, Any], key: str, field: str, required: bool
+) -> dict[str, Any] | None:
     value = parent.get(key)
     if value is None:
         if required:
@@ -97,7 +87,7 @@ def _object(parent: dict[str, Any], key: str, field: str, required: bool) -> dic
     return value
 
 
-def _string(parent: dict[str, Any], key: str, field: str, required: bool = False) -> str | None:
+def string_at(parent: dict[str, Any], key: str, field: str, required: bool = False) -> str | None:
     value = parent.get(key)
     if value is None or (required and value == ""):
         if required:
@@ -116,7 +106,7 @@ def _string(parent: dict[str, Any], key: str, field: str, required: bool = False
     return value
 
 
-def _time(parent: dict[str, Any], key: str, field: str, required: bool) -> int | None:
+def time_at(parent: dict[str, Any], key: str, field: str, required: bool) -> int | None:
     value = parent.get(key)
     if value is None:
         if required:
@@ -148,7 +138,7 @@ def _headers(part: dict[str, Any], field: str) -> None:
 
 def _body(part: dict[str, Any], name: str) -> None:
     field = f"{name}.transfer_encoding"
-    encoding = _string(part, "transfer_encoding", field)
+    encoding = string_at(part, "transfer_encoding", field)
     if encoding is None or encoding in ("", "json"):
         return
     if encoding != "base64":
@@ -168,9 +158,9 @@ def _body(part: dict[str, Any], name: str) -> None:
         ) from None
 
 
-def _strings(item: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
+def strings_at(item: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
     for key in keys:
-        _string(item, key, prefix + key)
+        string_at(item, key, prefix + key)
 
 
 def _sized(text: str, what: str) -> str:
@@ -217,7 +207,7 @@ def _columns(item: dict[str, Any], keys: tuple[str, ...]) -> list[str | None]:
     values = [item.get(key) for key in keys]
     for key, value in zip(keys, values, strict=True):
         if value is not None and (type(value) is not str or not value.isascii()):
-            _string(item, key, key)  # raises for a non-string or unencodable text
+            string_at(item, key, key)  # raises for a non-string or unencodable text
     return values
 
 
@@ -231,7 +221,7 @@ def _event(item: object, text: str, received_at: int) -> EventRow:
     request = item.get("request")
     if type(request) is not dict:
         raise _not_object(request, "request")
-    request_time = _time(request, "time", "request.time", True)
+    request_time = time_at(request, "time", "request.time", True)
     assert request_time is not None
     uri = request.get("uri")
     if type(uri) is not str or not uri:
@@ -248,7 +238,7 @@ def _event(item: object, text: str, received_at: int) -> EventRow:
     if response is not None:
         if type(response) is not dict:
             raise _wrong("response", "an object", response)
-        response_time = _time(response, "time", "response.time", True)
+        response_time = time_at(response, "time", "response.time", True)
         assert response_time is not None
         duration = response_time - request_time
         status = response.get("status")
@@ -305,7 +295,7 @@ def _action(item: object, text: str, received_at: int) -> ActionRow:
         raise ClientError(400, f"an action must be a JSON object, not {json_kind(item)}")
     name = item.get("action_name")
     if type(name) is not str or not name or not name.isascii():
-        name = _string(item, "action_name", "action_name", True)
+        name = string_at(item, "action_name", "action_name", True)
         assert name is not None
     request = item.get("request")
     if type(request) is not dict:
@@ -313,7 +303,7 @@ def _action(item: object, text: str, received_at: int) -> ActionRow:
     uri = request.get("uri")
     if type(uri) is not str or not uri:
         raise _not_string(uri, "request.uri")
-    when = _time(request, "time", "request.time", False)
+    when = time_at(request, "time", "request.time", False)
     _optional_strings(request, "request.", ("ip_address", "user_agent_string"))
     _optional_strings(item, "", ("session_token",))
     metadata = item.get("metadata")
@@ -331,54 +321,7 @@ def _action(item: object, text: str, received_at: int) -> ActionRow:
     )
 
 
-def _campaign(item: dict[str, Any]) -> None:
-    campaign = _object(item, "campaign", "campaign", False)
-    if campaign is not None:
-        _strings(campaign, "campaign.", _CAMPAIGN_FIELDS)
-
-
-def _user(item: object) -> dict[str, Any]:
-    if type(item) is not dict:
-        raise ClientError(400, f"a user must be a JSON object, not {json_kind(item)}")
-    _string(item, "user_id", "user_id", True)
-    _strings(item, "", ("company_id", "session_token", "ip_address", "user_agent_string"))
-    _time(item, "modified_time", "modified_time", False)
-    _campaign(item)
-    _object(item, "metadata", "metadata", False)
-    return item
-
-
-def _company(item: object) -> dict[str, Any]:
-    if type(item) is not dict:
-        raise ClientError(400, f"a company must be a JSON object, not {json_kind(item)}")
-    _string(item, "company_id", "company_id", True)
-    _strings(item, "", ("company_domain", "session_token", "ip_address"))
-    _time(item, "modified_time", "modified_time", False)
-    _campaign(item)
-    _object(item, "metadata", "metadata", False)
-    return item
-
-
-def _subscription(item: object, status_required: bool) -> dict[str, Any]:
-    if type(item) is not dict:
-        raise ClientError(400, f"a subscription must be a JSON object, not {json_kind(item)}")
-    _string(item, "subscription_id", "subscription_id", True)
-    _string(item, "company_id", "company_id", True)
-    _time(item, "current_period_start", "current_period_start", False)
-    _time(item, "current_period_end", "current_period_end", False)
-    status = _string(item, "status", "status", status_required)
-    if status is not None and status not in SUBSCRIPTION_STATUSES:
-        raise ClientError(
-            400,
-            f"status must be one of {', '.join(sorted(SUBSCRIPTION_STATUSES))}, "
-            f"not {status[:32]!r}",
-            field="status",
-        )
-    _object(item, "metadata", "metadata", False)
-    return item
-
-
-def _each(items: list[Any], check: Callable[[Any], Any], batch: bool) -> list[Any]:
+def each(items: list[Any], check: Callable[[Any], Any], batch: bool) -> list[Any]:
     out = []
     for index, item in enumerate(items):
         try:
@@ -390,22 +333,8 @@ def _each(items: list[Any], check: Callable[[Any], Any], batch: bool) -> list[An
 
 def events(items: list[tuple[Any, str]], received_at: int, batch: bool) -> list[EventRow]:
     """Rows for ``items``, each a parsed event and its JSON text."""
-    return _each(items, lambda pair: _event(pair[0], pair[1], received_at), batch)
+    return each(items, lambda pair: _event(pair[0], pair[1], received_at), batch)
 
 
 def actions(items: list[tuple[Any, str]], received_at: int, batch: bool) -> list[ActionRow]:
-    return _each(items, lambda pair: _action(pair[0], pair[1], received_at), batch)
-
-
-def users(items: list[Any], batch: bool) -> list[dict[str, Any]]:
-    return _each(items, _user, batch)
-
-
-def companies(items: list[Any], batch: bool) -> list[dict[str, Any]]:
-    return _each(items, _company, batch)
-
-
-def subscriptions(items: list[Any], batch: bool) -> list[dict[str, Any]]:
-    # The spec's field tables disagree: status is required for one subscription ("Update a
-    # Subscription") and optional in a batch ("Update Subscriptions in Batch").
-    return _each(items, lambda item: _subscription(item, not batch), batch)
+    return each(items, lambda pair: _action(pair[0], pair[1], received_at), batch)
