@@ -116,6 +116,41 @@ def pick_interval(span: int, requested: int | None) -> int:
     return INTERVALS[-1]
 
 
+def _interval_rows(
+    conn: sqlite3.Connection,
+    where: Sequence[str],
+    params: Sequence[Any],
+    origin: int,
+    step: int,
+    count: int,
+    bounds: tuple[int, int],
+) -> list[list[tuple[int, int | None, int, int]]]:
+    """For each interval, (status class, duration, calls, events) of its events in ``bounds``.
+
+    SQLite groups by sorting, and sorting the index one interval at a time is about twice as
+    fast as sorting all of it at once: one query per interval, unless a search is among the
+    filters (each query would run the search again).
+    """
+    group = "CASE WHEN status BETWEEN 200 AND 599 THEN status / 100 ELSE 0 END, duration"
+    condition = _where([*where, "time >= ?", "time < ?"])
+    if not any("events_fts" in clause for clause in where):
+        sql = f"SELECT {group}, SUM(weight), COUNT(*) FROM events{condition} GROUP BY 1, 2"
+        slices = []
+        for index in range(count):
+            begin = origin + index * step
+            limits = [max(begin, bounds[0]), min(begin + step, bounds[1])]
+            slices.append(conn.execute(sql, [*params, *limits]).fetchall())
+        return slices
+    slices = [[] for _ in range(count)]
+    for index, *row in conn.execute(
+        f"SELECT (time - ?) / ?, {group}, SUM(weight), COUNT(*) FROM events{condition} "
+        "GROUP BY 1, 2, 3",
+        [origin, step, *params, *bounds],
+    ):
+        slices[index].append(tuple(row))
+    return slices
+
+
 def timeseries(
     conn: sqlite3.Connection,
     where: Sequence[str],
@@ -146,28 +181,21 @@ def timeseries(
             field="interval",
         )
     buckets: list[dict[str, Any]] = []
-    for n in range(count):
-        bucket: dict[str, Any] = {"start": format_iso(origin + n * step), "calls": 0}
-        bucket.update(dict.fromkeys(_CLASSES.values(), 0))
-        buckets.append(bucket)
-    durations: list[dict[int, int]] = [{} for _ in range(count)]
     events = 0
-    rows = conn.execute(
-        "SELECT (time - ?) / ?, CASE WHEN status BETWEEN 200 AND 599 THEN status / 100 "
-        "ELSE 0 END, duration, SUM(weight), COUNT(*) "
-        f"FROM events{_where([*where, 'time >= ?', 'time < ?'])} GROUP BY 1, 2, 3",
-        [origin, step, *params, start, end],
-    )
-    for index, status_class, duration, calls, number in rows:
-        bucket = buckets[index]
-        bucket[_CLASSES[status_class]] += calls
-        bucket["calls"] += calls
-        events += number
-        if duration is not None:
-            durations[index][duration] = durations[index].get(duration, 0) + calls
-    for bucket, histogram in zip(buckets, durations, strict=True):
+    slices = _interval_rows(conn, where, params, origin, step, count, (start, end))
+    for n, rows in enumerate(slices):
+        counts = dict.fromkeys(_CLASSES.values(), 0)
+        histogram: dict[int, int] = {}
+        for status_class, duration, calls, number in rows:
+            counts[_CLASSES[status_class]] += calls
+            events += number
+            if duration is not None:
+                histogram[duration] = histogram.get(duration, 0) + calls
         timed = sum(histogram.values())
-        bucket["p50_ms"], bucket["p95_ms"] = percentiles(sorted(histogram.items()), timed, (50, 95))
+        p50, p95 = percentiles(sorted(histogram.items()), timed, (50, 95))
+        begin = format_iso(origin + n * step)
+        calls = sum(counts.values())
+        buckets.append({"start": begin, "calls": calls, **counts, "p50_ms": p50, "p95_ms": p95})
     return {
         "start": format_iso(origin),
         "end": format_iso(origin + count * step),
