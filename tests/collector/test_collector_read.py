@@ -247,6 +247,9 @@ def test_api_index_lists_the_endpoints(api: httpx.Client) -> None:
     assert "POST /v1/events/batch" in index["collector_api"]
     assert "GET /api/events/{id}" in index["read_api"]
     assert "GET /api/users/{user_id}" in index["read_api"]
+    for endpoint in ("GET /api/endpoints", "GET /api/timeseries", "GET /api/people/users"):
+        assert endpoint in index["read_api"]
+    assert "DELETE /api/data" in index["read_api"]
 
 
 def test_reads_do_not_need_an_application_id(tmp_path: Path) -> None:
