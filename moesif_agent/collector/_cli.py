@@ -13,7 +13,13 @@ from types import FrameType
 from ._app import create_app
 from ._errors import StoreError
 from ._progress import Progress
-from ._retention import DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS, Retention, parse_duration
+from ._retention import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_EVENTS,
+    Retention,
+    format_duration,
+    parse_duration,
+)
 from ._security import HostPolicy, warn_if_exposed
 from ._server import ReadyServer, bind, server_config, url_of
 from ._store import Store
@@ -52,19 +58,20 @@ def _max_age(value: str) -> float | None:
 
 
 def _describe(retention: Retention) -> str:
-    parts = []
+    """``keeps the newest 1,000,000 events, up to 30d old``."""
+    kept = "everything"
     if retention.max_events is not None:
-        parts.append(f"the newest {retention.max_events:,} events")
+        kept = f"the newest {retention.max_events:,} events"
     if retention.max_age is not None:
-        parts.append(f"{retention.max_age / 86400:g} days")
-    return "keeps " + (" and ".join(parts) if parts else "everything")
+        kept += f", up to {format_duration(retention.max_age)} old"
+    return "keeps " + kept
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moesif-agent collector",
         description="Run the local collector: a Moesif Collector API server storing what it "
-        "receives in SQLite, with a read API under /api and an event viewer at /.",
+        "receives in SQLite, with a read API under /api and an API dashboard at /.",
     )
     parser.add_argument(
         "--host",
@@ -111,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_AGE,
         metavar="DURATION",
         help=f"delete events and actions that arrived longer ago than DURATION, e.g. 12h, 7d "
-        f"({DEFAULT_MAX_AGE / 86400:g}d; off: no limit)",
+        f"({format_duration(DEFAULT_MAX_AGE)}; off: no limit)",
     )
     parser.add_argument(
         "--reset", action="store_true", help="delete everything stored in --db, then serve"

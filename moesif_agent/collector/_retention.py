@@ -62,6 +62,14 @@ def parse_duration(text: str) -> float | None:
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """The largest unit that divides ``seconds``: 2592000 -> ``30d``, 43200 -> ``12h``."""
+    for unit, size in sorted(_UNITS.items(), key=lambda pair: -pair[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def count(conn: sqlite3.Connection, table: str) -> int:
     result: int = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     return result

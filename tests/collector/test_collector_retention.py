@@ -13,7 +13,7 @@ import pytest
 
 from moesif_agent.collector import LocalCollector
 from moesif_agent.collector import _validate as validate
-from moesif_agent.collector._retention import Retention, parse_duration
+from moesif_agent.collector._retention import Retention, format_duration, parse_duration
 from moesif_agent.collector._store import Store
 from moesif_agent.collector._timefmt import now_micros
 from tests.collector.helpers import APP_ID, make_event, post
@@ -91,6 +91,14 @@ def test_a_collector_trims_while_it_serves(tmp_path: Path) -> None:
     ],
 )
 def test_durations(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(30 * 86400.0, "30d"), (43200.0, "12h"), (90.0, "90s"), (1209600.0, "2w")]
+)
+def test_durations_are_written_back(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
     assert parse_duration(text) == seconds
 
 
