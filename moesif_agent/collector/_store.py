@@ -1,15 +1,18 @@
 """SQLite storage for the local collector (runs on worker threads, never on the event loop).
 
-Each event is kept as the JSON text it arrived as, next to the columns the read API filters on.
-Writes go through one writer connection, one transaction per request, on the store's own writer
-thread (``submit``) or under a lock; readers get their own connection per thread (WAL mode lets
-them read while a batch is written). The schema lives in ``_schema``.
+Each event is kept as the JSON text it arrived as, next to the columns the read API filters on
+and the ones derived at ingest (``_derive``). Writes go through one writer connection, one
+transaction per request, on the store's own writer thread (``submit``) or under a lock; readers
+get their own connection per thread (WAL mode lets them read while a batch is written). The
+schema lives in ``_schema``, the queries in ``_reads`` and ``_summary``, trimming and clearing
+in ``_retention``.
 
 Ingest speed decides the indexes: each costs a B-tree insert per event, and one keyed by random
-values (the transaction_id) dirties a page per event. So only the dedup key, the time order,
-the status (few distinct values, cheap; it makes stats fast) and the rare blocked events are
-indexed; the other filters scan. WAL checkpoints (with their fsyncs) run on a background thread
-instead of inside a request's commit.
+values (the transaction_id) dirties a page per event. So only the dedup key, the dashboard's
+two covering indexes (time first, route first), the status (few distinct values, cheap; it
+makes stats fast), the rare blocked events and the search index are kept; the other filters
+scan. WAL checkpoints (with their fsyncs) run on a background thread instead of inside a
+request's commit.
 """
 
 from __future__ import annotations
@@ -241,9 +244,10 @@ class Store:
     # Retention
 
     def _inserted(self, table: str, count: int) -> None:
+        limit = self.retention.max_events
         with self._write_lock:
             self._counts[table] += count
-            over = self._counts[table] - (self.retention.max_events or self._counts[table])
+            over = 0 if limit is None else self._counts[table] - limit
         if over > self.retention.slack():
             self._schedule_trim()
 
