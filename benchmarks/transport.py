@@ -53,6 +53,7 @@ def exchange() -> Exchange:
 def record_cost(url: str, calls: int = 50_000) -> tuple[float, float]:
     """(wall µs, calling-thread CPU µs) per record() while the worker delivers."""
     agent = Agent(application_id="bench", base_uri=url, event_queue_size=calls + 1)
+    agent.flush(timeout=10)  # started, config fetched: the steady state is measured
     items = [exchange() for _ in range(calls)]
     wall = time.perf_counter()
     cpu = time.thread_time()
@@ -74,6 +75,7 @@ def delivery_rate(url: str, count: int = 100_000, **options: Any) -> tuple[float
     it waits when the queue is nearly full, so nothing is dropped.
     """
     agent = Agent(application_id="bench", base_uri=url, **options)
+    agent.flush(timeout=10)
     limit = agent.options.event_queue_size - 2 * agent.options.batch_size
     pool = [exchange() for _ in range(1000)]
     pending = agent._transport.pending
@@ -96,11 +98,12 @@ def delivery_rate(url: str, count: int = 100_000, **options: Any) -> tuple[float
 def drain_rate(url: str, count: int = 50_000) -> float:
     """Events/s of the worker alone: the queue is filled first (worker idle), then drained."""
     agent = Agent(application_id="bench", base_uri=url, event_queue_size=count, batch_max_time=3600)
+    agent.flush(timeout=10)
     pool = [exchange() for _ in range(1000)]
     queue = agent._events.queue
     queue.extend(pool[n % 1000] for n in range(count - 1))  # as request threads would have
     started = time.perf_counter()
-    agent.record(pool[0])  # the first record() starts the worker
+    agent.record(pool[0])  # a full batch wakes the worker
     assert agent.flush(timeout=120)
     elapsed = time.perf_counter() - started
     stats = agent.stats()

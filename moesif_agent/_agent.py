@@ -16,9 +16,10 @@ from ._capture import credentials_user
 from ._client import CollectorClient, MemorySink, Outcome
 from ._exchange import Exchange
 from ._guard import internal_error
+from ._health import Health
 from ._options import Options
 from ._policy import DEFAULT_POLICY, Policy
-from ._queues import Channel, Counter
+from ._queues import Channel, Counter, Held, Skip, item_size
 from ._remote import RemoteConfig
 from ._sampling import keeps
 from ._transport import Transport
@@ -64,15 +65,14 @@ class Agent:
         _configure_debug(self.options.debug)
         options = self.options
         self._encoder = WireEncoder(options)
-        self._events = Channel(
-            "events", "/v1/events/batch", options.event_queue_size, self._encoder.encode
-        )
+        size, max_bytes = options.event_queue_size, options.queue_max_bytes
+        self._events = Channel("events", "/v1/events/batch", size, self._encode, max_bytes)
         self._entities = {
-            name: Channel(name, kind.path, options.event_queue_size, entities.encode)
+            name: Channel(name, kind.path, size, entities.encode, max_bytes)
             for name, kind in entities.KINDS.items()
         }
         self._sink = MemorySink() if options.dry_run else None
-        sender = self._sink or CollectorClient(options)
+        sender = self._sink or CollectorClient(options, Health(options.base_uri))
         self.enabled = options.enabled
         self.policy: Policy = DEFAULT_POLICY  # replaced whole by the worker, never mutated
         self._remote = RemoteConfig(options, sender, self._install_policy)
@@ -97,6 +97,9 @@ class Agent:
             from .integrations import _outgoing
 
             _outgoing.install(self)
+        if self.enabled:
+            # The first config fetch starts now, on the worker: never waited for here.
+            self._transport.start()
 
     @classmethod
     def shared(cls, options: Options) -> Agent:
@@ -113,13 +116,28 @@ class Agent:
         if not self.enabled:
             return
         try:
-            if isinstance(event, Exchange) and not self._sample(event):
-                self._sampled_out.increment()
-                return
+            if isinstance(event, Exchange):
+                if not self._remote.settled:  # the config is not known yet: the worker decides
+                    self._transport.put(self._events, Held(event), item_size(event))
+                    return
+                if not self._sample(event):
+                    self._sampled_out.increment()
+                    return
             self._captured.increment()
-            self._transport.put(self._events, event)
+            self._transport.put(self._events, event, item_size(event))
         except Exception:
             internal_error("record")
+
+    def _encode(self, item: Any) -> bytes:
+        """The events channel's encoder (worker): an exchange held until the config was known
+        is sampled here first, with the config in force now."""
+        if type(item) is Held:
+            item = item.ex
+            if not self._sample(item):
+                self._sampled_out.increment()
+                raise Skip
+            self._captured.increment()
+        return self._encoder.encode(item)
 
     def _sample(self, ex: Exchange) -> bool:
         """Keep or drop (deterministic per transaction id), and set the kept event's weight."""
@@ -148,7 +166,10 @@ class Agent:
     # Lifecycle -----------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything recorded so far is delivered; False on timeout or failure."""
+        """Block until everything recorded so far is delivered, and the collector's config
+        was fetched (answered or failed); False on timeout or failure."""
+        if not self.enabled:
+            return True
         return self._transport.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -156,7 +177,8 @@ class Agent:
         self._transport.shutdown(timeout)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: captured, queued, sent, dropped by reason, retries, batches, last_error."""
+        """Counters: captured, queued, sent, dropped by reason, retries, batches, last_error,
+        the config in force and the spool (README: Delivery, lifecycle and fork)."""
         stats = self._transport.stats()
         return {
             "captured": self._captured.value,
@@ -256,7 +278,7 @@ class Agent:
             return self._send_now(kind, validated)
         channel = self._entities[name]
         for item in validated:
-            self._transport.put(channel, item)
+            self._transport.put(channel, item, item_size(item))
         return None
 
     def _send_now(self, kind: entities.Kind, items: list[dict[str, Any]]) -> Outcome:

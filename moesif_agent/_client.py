@@ -4,7 +4,9 @@ Built on httpx's transport directly, not ``httpx.Client``: the agent's own uploa
 add an INFO log line per batch to the host's logs, and must not be seen by the outgoing-call
 capture that instruments ``httpx.Client``. Every call returns an :class:`Outcome`; nothing here
 raises. Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with
-exponential backoff and jitter, honouring ``Retry-After``, until the caller's deadline.
+exponential backoff and jitter, honouring ``Retry-After``, until the caller's deadline, or
+until the caller's ``give_up`` says that waiting longer costs more than it saves (the transport
+then puts the batch in its spool). Each attempt is reported to a :class:`~._health.Health`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import random
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from . import _lifecycle
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._health import Health
     from ._options import Options
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ GZIP_LEVEL = 3  # as small as 5-6 on event JSON, at under half the CPU
 _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 30.0
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_GIVE_UP_POLL = 0.2  # seconds between two looks at ``give_up`` while waiting to retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,7 @@ class Outcome:
     content: bytes = b""
     attempts: int = 1
     etag: str | None = None
+    retry_after: float | None = None  # seconds, from a 429/503's Retry-After
 
     @property
     def ok(self) -> bool:
@@ -92,8 +99,9 @@ class CollectorClient:
     Used by one thread at a time (the agent's worker). Its connection pool is made anew in a
     forked child, whose parent's sockets must not be shared."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, health: Health | None = None) -> None:
         self.base_uri = options.base_uri
+        self.health = health
         self.headers = [
             (b"X-Moesif-Application-Id", options.application_id.encode("latin-1", "replace")),
             (b"User-Agent", USER_AGENT.encode()),
@@ -109,6 +117,7 @@ class CollectorClient:
         self._proxy = _proxy_for(self.base_uri)
         self._pool: httpx.HTTPTransport | None = None
         self._pool_pid = 0
+        self._warm_pid = 0  # the process that made a call (so the lazy imports are done)
         self._wake = threading.Event()
         # A deadline that can move earlier while we wait (a shutdown with a timeout).
         self._deadline = float("inf")
@@ -126,11 +135,12 @@ class CollectorClient:
     def transport(self) -> httpx.HTTPTransport:
         pid = os.getpid()
         if self._pool is None or self._pool_pid != pid:
-            self._pool = httpx.HTTPTransport(
-                retries=0,
-                proxy=self._proxy,
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-            )
+            with _lifecycle.fork_guard:  # not forked while importing (see there)
+                self._pool = httpx.HTTPTransport(
+                    retries=0,
+                    proxy=self._proxy,
+                    limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                )
             self._pool_pid = pid
         return self._pool
 
@@ -145,13 +155,29 @@ class CollectorClient:
 
     # Endpoints
 
-    def post_json(self, path: str, payload: bytes, *, compress: bool = True) -> Outcome:
-        """POST JSON bytes (gzip-compressed unless ``compress`` is false), with retries."""
-        headers = [*self.headers, (b"Content-Type", b"application/json")]
-        if compress:
+    def post_json(
+        self,
+        path: str,
+        payload: bytes,
+        *,
+        gzipped: bool = False,
+        retry: bool = True,
+        give_up: Callable[[], bool] | None = None,
+    ) -> Outcome:
+        """POST JSON bytes, gzip-compressed here unless ``gzipped`` says they already are.
+
+        With ``retry``, transient failures are retried until ``max_retry_time`` has passed or
+        ``give_up()`` returns True (looked at between attempts)."""
+        headers = [
+            *self.headers,
+            (b"Content-Type", b"application/json"),
+            (b"Content-Encoding", b"gzip"),
+        ]
+        if not gzipped:
             payload = gzip.compress(payload, compresslevel=GZIP_LEVEL)
-            headers.append((b"Content-Encoding", b"gzip"))
-        return self._call("POST", path, headers, payload)
+        if not retry:
+            return self._attempt("POST", path, headers, payload, 1)
+        return self._call("POST", path, headers, payload, give_up)
 
     def get(self, path: str, *, etag: str | None = None, retry: bool = True) -> Outcome:
         """GET with ``If-None-Match`` when ``etag`` is given (a 304 outcome: unchanged)."""
@@ -159,25 +185,30 @@ class CollectorClient:
         if etag:
             headers.append((b"If-None-Match", etag.encode("latin-1", "replace")))
         if not retry:
-            return self._attempt("GET", path, headers, None, 1)[0]
+            return self._attempt("GET", path, headers, None, 1)
         return self._call("GET", path, headers, None)
 
     # Machinery
 
     def _call(
-        self, method: str, path: str, headers: list[tuple[bytes, bytes]], content: bytes | None
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | None,
+        give_up: Callable[[], bool] | None = None,
     ) -> Outcome:
         deadline = time.monotonic() + self.max_retry_time
         attempt = 0
         while True:
             attempt += 1
-            outcome, wait_hint = self._attempt(method, path, headers, content, attempt)
-            if outcome.ok or not outcome.retryable:
+            outcome = self._attempt(method, path, headers, content, attempt)
+            if outcome.ok or not outcome.retryable or (give_up is not None and give_up()):
                 return outcome
             delay = min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** (attempt - 1))
             delay = delay / 2 + random.uniform(0, delay / 2)
-            if wait_hint is not None:
-                delay = max(wait_hint, 0.0)
+            if outcome.retry_after is not None:
+                delay = outcome.retry_after
             limit = min(deadline, self._deadline)
             if time.monotonic() + delay >= limit:
                 return outcome
@@ -189,17 +220,23 @@ class CollectorClient:
                 attempt,
                 delay,
             )
-            self._sleep_until(time.monotonic() + delay)
+            if not self._sleep_until(time.monotonic() + delay, give_up):
+                return outcome
             if time.monotonic() >= min(deadline, self._deadline):
                 return outcome
 
-    def _sleep_until(self, until: float) -> None:
-        # Wakes early if the deadline moves (shutdown), then sleeps again if it still allows.
+    def _sleep_until(self, until: float, give_up: Callable[[], bool] | None = None) -> bool:
+        """Wait until ``until``; False if ``give_up()`` said to stop waiting first. Wakes
+        early if the deadline moves (shutdown), then sleeps again if it still allows."""
         while True:
             now = time.monotonic()
             end = min(until, self._deadline)
             if now >= end:
-                return
+                return True
+            if give_up is not None:
+                if give_up():
+                    return False
+                end = min(end, now + _GIVE_UP_POLL)
             self._wake.wait(end - now)
             self._wake.clear()
 
@@ -210,7 +247,7 @@ class CollectorClient:
         headers: list[tuple[bytes, bytes]],
         content: bytes | None,
         attempt: int,
-    ) -> tuple[Outcome, float | None]:
+    ) -> Outcome:
         timeout = dict(self.timeout)
         remaining = self._deadline - time.monotonic()
         if remaining < float("inf"):
@@ -224,6 +261,17 @@ class CollectorClient:
             content=content,
             extensions={"timeout": timeout},
         )
+        if self._warm_pid != os.getpid():
+            with _lifecycle.fork_guard:  # the process's first call imports (see there)
+                outcome = self._roundtrip(request, attempt)
+            self._warm_pid = os.getpid()
+        else:
+            outcome = self._roundtrip(request, attempt)
+        if self.health is not None:
+            self.health.observe(method, path, outcome)
+        return outcome
+
+    def _roundtrip(self, request: httpx.Request, attempt: int) -> Outcome:
         try:
             response = self.transport.handle_request(request)
             try:
@@ -231,23 +279,24 @@ class CollectorClient:
             finally:
                 response.close()
         except httpx.HTTPError as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}", attempts=attempt), None
+            return Outcome(None, f"{type(exc).__name__}: {exc}", attempts=attempt)
         except Exception as exc:  # a broken proxy setting, a bad URL: report, never raise
-            return Outcome(None, f"{type(exc).__name__}: {exc}", attempts=attempt), None
+            return Outcome(None, f"{type(exc).__name__}: {exc}", attempts=attempt)
         status = response.status_code
         error = None
         if not 200 <= status < 300 and status != 304:
             error = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
-        outcome = Outcome(
+        return Outcome(
             status,
             error,
             config_etag=response.headers.get(CONFIG_ETAG_HEADER),
             content=body,
             attempts=attempt,
             etag=response.headers.get("etag"),
+            retry_after=(
+                retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+            ),
         )
-        hint = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
-        return outcome, hint
 
 
 class MemorySink:
@@ -260,8 +309,8 @@ class MemorySink:
         self.items: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
 
-    def post_json(self, path: str, payload: bytes) -> Outcome:
-        items = json.loads(payload)
+    def post_json(self, path: str, payload: bytes, *, gzipped: bool = False, **_: Any) -> Outcome:
+        items = json.loads(gzip.decompress(payload) if gzipped else payload)
         with self._lock:
             self.items.setdefault(path, []).extend(items)
         return Outcome(201)

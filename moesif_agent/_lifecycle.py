@@ -39,6 +39,18 @@ _transports: weakref.WeakSet[Stoppable] = weakref.WeakSet()
 _shared: dict[Options, object] = {}
 _shared_lock = threading.Lock()
 
+# Held by a thread making its process's first call to the collector, which imports modules
+# lazily (building the pool: httpcore, h11, certifi; resolving the host: the idna codec), and
+# by ``os.fork`` before it forks: a child must not inherit a module another thread was half
+# way through importing, which stays broken in it for good, or its import lock held forever
+# (gunicorn --preload forks right after loading the app, as the master's worker starts; seen
+# here: "partially initialized module 'httpcore'", "unknown encoding: idna", hung workers).
+# The imports take ~0.1 s; a fork waits at most _FORK_WAIT for a call stuck on the network
+# (no import is running then).
+fork_guard = threading.RLock()
+_FORK_WAIT = 2.0
+_fork_waited = False
+
 
 def register_agent(agent: ForkAware) -> None:
     _agents.add(agent)
@@ -71,8 +83,10 @@ def forget_shared() -> list[object]:
 
 
 def _after_fork_in_child() -> None:
-    global _shared_lock
+    global _shared_lock, fork_guard, _fork_waited
     _shared_lock = threading.Lock()
+    fork_guard = threading.RLock()
+    _fork_waited = False
     _guard.after_fork_in_child()
     for transport in list(_transports):
         transport.after_fork_in_child()
@@ -89,6 +103,22 @@ def shutdown_all() -> None:
         transport.join()
 
 
+def _before_fork() -> None:
+    global _fork_waited
+    _fork_waited = fork_guard.acquire(timeout=_FORK_WAIT)
+
+
+def _after_fork_in_parent() -> None:
+    global _fork_waited
+    if _fork_waited:
+        _fork_waited = False
+        fork_guard.release()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 atexit.register(shutdown_all)

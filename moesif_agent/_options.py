@@ -120,11 +120,15 @@ class Options:
     batch_max_time: float = _option(_FLOAT, 1.0, minimum=0.001)
     batch_max_bytes: int = _option(_INT, 10_000_000, minimum=1_100_000)
     event_queue_size: int = _option(_INT, 10_000, minimum=1)
+    queue_max_bytes: int = _option(_INT, 32_000_000, minimum=1_100_000)
     connect_timeout: float = _option(_FLOAT, 5.0, minimum=0.001)
     request_timeout: float = _option(_FLOAT, 10.0, minimum=0.001)
     max_retry_time: float = _option(_FLOAT, 60.0, minimum=0.0)
     shutdown_timeout: float = _option(_FLOAT, 5.0, minimum=0.0)
     dry_run: bool = _option(_BOOL, False)
+    # "auto": the user's cache dir, else the temp dir; None (or spool_max_bytes=0): no spool
+    spool_dir: str | None = _option(_OPT_STR, "auto")
+    spool_max_bytes: int = _option(_INT, 50_000_000, minimum=0)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

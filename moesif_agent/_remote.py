@@ -1,7 +1,8 @@
 """Fetching ``/v1/config`` and ``/v1/rules`` and installing the compiled policy (worker thread).
 
-The first fetch happens on the worker once the first event woke it (never at import, never
-on a request, never delaying startup). After that: a periodic refresh
+The first fetch is the worker's first act when the agent starts (never on a request, never
+delaying startup); events recorded before it ends wait on the worker and are sampled by
+what it brought (``settled``). After that: a periodic refresh
 (``config_refresh_interval``), and a refresh as soon as a batch response carries a
 ``X-Moesif-Config-ETag`` other than the one in force, at most once per ``debounce`` seconds,
 so two collector instances answering with different ETags cannot cause a fetch per batch.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._forwarding import Forwarding
 from ._guard import log_once
+from ._health import unhealthy
 from ._policy import Policy
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ class RemoteConfig:
         self.debounce = 10.0
         self.trusted = Forwarding(options.trusted_proxies, options.client_ip_header)
         self.enabled = not options.dry_run
+        # The first fetch ended (answered or failed): sampling can be decided at record time.
+        self.settled = not self.enabled
         self.etag: str | None = None  # X-Moesif-Config-ETag of the policy in force
         self.next_fetch = 0.0  # monotonic; 0 means "on the first tick"
         self.last_triggered = float("-inf")  # last fetch caused by an ETag change
@@ -72,22 +76,32 @@ class RemoteConfig:
     # Fetching
 
     def fetch(self) -> None:
-        client = self.sender
         now = time.monotonic()
         if self.triggered:
             self.triggered = False
             self.last_triggered = now
         self.fetches += 1
+        try:
+            self._fetch(now)
+        finally:
+            self.settled = True
+
+    def _fetch(self, now: float) -> None:
+        client = self.sender
         config = client.get("/v1/config", etag=self._config_etag, retry=False)
-        rules = client.get("/v1/rules", etag=self._rules_etag, retry=False)
+        rules = config
+        if config.ok or config.status == 304:  # else the collector is down: one wait, not two
+            rules = client.get("/v1/rules", etag=self._rules_etag, retry=False)
         if not (config.ok or config.status == 304) or not (rules.ok or rules.status == 304):
             self.failures += 1
             delay = min(self.interval, _BACKOFF_FIRST * 2 ** (self.failures - 1))
             self.next_fetch = now + delay * random.uniform(0.8, 1.2)
             failed = config if not (config.ok or config.status == 304) else rules
+            # The client's Health says it when the collector cannot answer at all; other
+            # answers are about the config itself.
             log_once(
                 f"config-fetch:{failed.status}",
-                logging.WARNING,
+                logging.DEBUG if unhealthy(failed.status) else logging.WARNING,
                 "moesif-agent: could not fetch the collector's config/rules (%s); keeping the "
                 "current sampling and governance, retrying with backoff (logged once)",
                 failed.error,
@@ -109,8 +123,12 @@ class RemoteConfig:
             policy = Policy(self.config, self.rules, trusted=self.trusted, etag=self.etag)
             self.install(policy)
             logger.debug(
-                "moesif-agent: installed config/rules (etag %s, %d rules skipped)",
+                "moesif-agent: new config/rules (etag %s): sample_rate %s, %d sampling "
+                "entries, %d rules (%d skipped)",
                 self.etag,
+                policy.sampling.default,
+                len(policy.sampling.regex),
+                len(self.rules or ()),
                 policy.governance.skipped,
             )
 

@@ -1,11 +1,13 @@
-"""Bounded queues and the one background worker that delivers them (worker thread).
+"""Bounded queues and the one background worker that delivers them.
 
-Request threads only ever ``put``: one length check and one ``deque.append``, plus an
-``Event.set()`` when a batch is full. The worker wakes when a batch is full, when the oldest
-item may be ``batch_max_time`` old, or on flush/shutdown, and then sends every batch that is
-ready (no per-tick ceiling). The worker starts lazily on the first put, in the process that
-puts: after a fork the child starts its own worker (``os.register_at_fork``), so prefork
-servers such as ``gunicorn --preload`` work. At exit, an ``atexit`` hook flushes with a deadline.
+Request threads only ever ``put``: two bound checks and one ``deque.append``, plus an
+``Event.set()`` when a batch is full. The worker starts with the agent (its first act is the
+collector's config, so that events recorded before it arrives are sampled by it), wakes when
+a batch is full, when the oldest item may be ``batch_max_time`` old, when the spool needs it,
+or on flush/shutdown, and then sends every batch that is ready (no per-tick ceiling). After a
+fork the child starts its own worker on first use (``os.register_at_fork``), so prefork
+servers such as ``gunicorn --preload`` work. At exit, an ``atexit`` hook flushes with a
+deadline; what the collector cannot take by then is spooled, not lost.
 """
 
 from __future__ import annotations
@@ -15,53 +17,44 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import _guard, _lifecycle
-from ._client import Outcome
+from ._delivery import Delivery, Sender, Tally
+from ._health import short_id
 from ._queues import Channel, Counter
+from ._spool import Spool
 
 if TYPE_CHECKING:
+    from ._client import Outcome
     from ._options import Options
+
+__all__ = ["Sender", "Transport"]
 
 logger = logging.getLogger(__name__)
 
-# Seconds of encoding between two releases of the GIL while the app is busy. Left alone, the
-# worker keeps the GIL for whole switch intervals (5 ms) while a request thread of the app
-# waits for it (a scratch experiment with a CPU-bound app thread: ~120 waits over 3 ms in 3 s
-# without releases, 1-60 with them). A release
-# (``time.sleep(0)``) costs ~100 µs on a small VM even when nobody is waiting, so it is paced
-# by time, and skipped while no request thread queues anything (a backlog drained at exit or
-# after an outage, an idle app).
-_YIELD_AFTER = 0.001
+# Of a flush's or shutdown's time: the share (at most the maximum) kept to write to the spool
+# what the collector did not take by then
+_SPOOL_RESERVE = 0.25
+_SPOOL_RESERVE_MAX = 1.0
 
 
-class Sender(Protocol):
-    """Where batches go: the collector client, or the dry-run memory sink. Called from the
-    worker thread only; never raises (failures are Outcomes)."""
-
-    base_uri: str
-
-    def post_json(self, path: str, payload: bytes) -> Outcome: ...
-
-    def get(self, path: str, *, etag: str | None = None, retry: bool = True) -> Outcome: ...
-
-    def stop_by(self, deadline: float) -> None:
-        """Shutdown: no wait and no attempt may outlast ``deadline`` (monotonic)."""
-
-    def after_fork_in_child(self) -> None: ...
-
-    def close(self) -> None: ...
+def _reserve(timeout: float | None) -> float:
+    """Of a flush's or shutdown's time, what is kept to spool what the collector did not take."""
+    if timeout is None:
+        return 0.0
+    return min(_SPOOL_RESERVE_MAX, max(0.0, timeout) * _SPOOL_RESERVE)
 
 
 class _Marker:
     """A flush request: set by the worker once everything queued before it was handled."""
 
-    __slots__ = ("done", "ok")
+    __slots__ = ("deadline", "done", "ok")  # deadline: when to spool rather than retry
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.done = threading.Event()
         self.ok = True
+        self.deadline = deadline
 
 
 class Transport:
@@ -77,55 +70,64 @@ class Transport:
         periodic: Callable[[], None] | None = None,
     ) -> None:
         """``on_outcome`` is called on the worker after each batch response, ``periodic`` on
-        every wake-up (the remote config refresh)."""
+        every wake-up and once before anything else (the remote config fetch)."""
         self.options = options
         self.channels = {channel.name: channel for channel in channels}
         self.batch_size = options.batch_size
-        self.batch_max_bytes = options.batch_max_bytes
         self.sender = sender
         self.on_outcome = on_outcome
         self.periodic = periodic
+        self.spool = Spool.from_options(options)
         self.after_fork_in_child()
         _lifecycle.register_transport(self)
 
     def after_fork_in_child(self) -> None:
         """A fresh state (also at construction): the parent delivers what it had queued."""
         self.sender.after_fork_in_child()
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._markers: list[_Marker] = []
+        self._flush_by = float("inf")  # the earliest deadline of a flush not answered yet
         self._stopping = False
         self._stopped = False
         self._deadline = float("inf")
-        self._abandoned = False  # shutdown gave up waiting for the worker
-        self._in_flight = 0  # items taken from a queue and not yet sent or dropped
-        self.sent: dict[str, int] = dict.fromkeys(self.channels, 0)
-        self.dropped: dict[str, int] = {}
-        self.retries = 0
-        self.batches = 0
-        self.last_error: str | None = None
+        self.tally = Tally(list(self.channels))
+        self.delivery = Delivery(
+            self.options, self.sender, self.channels, self.tally, self.spool, self.on_outcome
+        )
+        self.delivery.expired = self._expired
+        self.delivery.hurry = self._hurry
         for channel in self.channels.values():
-            channel.queue.clear()
+            channel.clear()
             channel.dropped_full = Counter()
+            channel.dropped_bytes = Counter()
 
     # Request thread ----------------------------------------------------------------------------
 
-    def put(self, channel: Channel, item: Any) -> bool:
-        """Queue ``item``; never blocks. False (and counted) when the queue is full or closed."""
+    def put(self, channel: Channel, item: Any, size: int) -> bool:
+        """Queue ``item`` (``size``: its estimated bytes); never blocks. False (and counted)
+        when the queue is full by count or bytes, or closed."""
         queue = channel.queue
         if len(queue) >= channel.maxsize or self._stopping:
             channel.dropped_full.increment()
             return False
+        if channel.queued_bytes + size > channel.max_bytes:
+            channel.dropped_bytes.increment()
+            return False
         queue.append(item)
+        channel.queued_bytes += size
         if self._pid != os.getpid():
-            self._start()
+            self.start()
         if len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
         return True
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the worker in this process, unless it runs or the transport was shut down."""
         with self._lock:
             if self._pid == os.getpid() or self._stopping:
                 return
@@ -140,12 +142,16 @@ class Transport:
         return sum(len(channel.queue) for channel in self.channels.values())
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued before this call was delivered (True) or given up."""
-        if self._pid != os.getpid() or self._stopped:
+        """Wait until everything queued before this call was delivered (True) or given up,
+        and the first config fetch has happened."""
+        if self._stopped:
             return self.pending() == 0
-        marker = _Marker()
+        self.start()
+        deadline = float("inf") if timeout is None else time.monotonic() + max(0.0, timeout)
+        marker = _Marker(deadline - _reserve(timeout) if self.spool is not None else deadline)
         with self._lock:
             self._markers.append(marker)
+            self._flush_by = min(self._flush_by, marker.deadline)
         self._wake.set()
         if not marker.done.wait(timeout):
             return False
@@ -162,8 +168,13 @@ class Transport:
         with self._lock:
             if not self._stopping:
                 self._stopping = True
-                self._deadline = time.monotonic() + max(0.0, timeout)
-                self.sender.stop_by(self._deadline)
+                self.delivery.stopping = True
+                timeout = max(0.0, timeout)
+                self._deadline = time.monotonic() + timeout
+                reserve = 0.0
+                if self.spool is not None and not self.spool.disabled:
+                    reserve = _reserve(timeout)
+                self.sender.stop_by(self._deadline - reserve)
         self._wake.set()
 
     def join(self) -> None:
@@ -171,15 +182,13 @@ class Transport:
         if thread is not None and thread.is_alive() and self._pid == os.getpid():
             thread.join(max(0.0, self._deadline - time.monotonic()) + 0.25)
         if thread is not None and thread.is_alive():
-            with self._lock:
-                if not self._abandoned:
-                    # The worker is stuck in a call that outlives the deadline: what it holds
-                    # and what is still queued are counted as lost now, and nothing it does
-                    # later is counted again.
-                    self._drop("shutdown", self._in_flight + self.pending())
-                    for channel in self.channels.values():
-                        channel.queue.clear()
-                    self._abandoned = True
+            # The worker is stuck in a call that outlives the deadline: what it holds and what
+            # is still queued are counted as lost now, and nothing it does later is counted.
+            with self.tally.lock:
+                abandoned = self.tally.abandoned
+            if not abandoned:
+                queued = sum(channel.clear() for channel in self.channels.values())
+                self.tally.abandon(queued)
         else:
             self._count_leftovers("shutdown")
         self._stopped = True
@@ -187,19 +196,23 @@ class Transport:
     # Worker thread -------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        sender = self.sender
+        delivery = self.delivery
         try:
+            self._started()
             while True:
                 if not self._ready():
-                    self._wake.wait(self.options.batch_max_time)
+                    self._wake.wait(delivery.wait(self.options.batch_max_time))
                 self._wake.clear()
                 with self._lock:
                     markers, self._markers = self._markers, []
                 for channel in self.channels.values():
-                    self._drain(sender, channel, len(channel.queue), markers)
-                if self.periodic is not None and not self._stopping:
-                    with _guard.guard("remote config refresh"):
-                        self.periodic()
+                    self._drain(channel, len(channel.queue), markers)
+                if not self._stopping:
+                    self._tick()
+                    with _guard.guard("spool"):
+                        delivery.resend()
+                with self._lock:
+                    self._flush_by = min((m.deadline for m in self._markers), default=float("inf"))
                 for marker in markers:
                     marker.done.set()
                 if self._stopping and (self.pending() == 0 or self._expired()):
@@ -214,10 +227,34 @@ class Transport:
             for marker in markers:
                 marker.ok = False
                 marker.done.set()
-            sender.close()
+            self.sender.close()
+
+    def _started(self) -> None:
+        """Say where events go (once per process), then fetch the config before taking any
+        event: what was recorded before it arrived is sampled by it."""
+        options = self.options
+        spool = self.spool
+        _guard.log_once(
+            f"sending:{os.getpid()}:{options.application_id}:{options.base_uri}",
+            logging.INFO,
+            "moesif-agent: sending events for application %s to %s (spool: %s)",
+            short_id(options.application_id),
+            self.sender.base_uri,
+            "off" if spool is None else f"{spool.dirs[0]}, up to {spool.max_bytes} bytes",
+        )
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.periodic is not None and not self._stopping:
+            with _guard.guard("remote config refresh"):
+                self.periodic()
 
     def _expired(self) -> bool:
         return time.monotonic() >= self._deadline
+
+    def _hurry(self) -> bool:
+        """A flush is waiting, and retrying longer would miss its deadline: spool instead."""
+        return time.monotonic() >= self._flush_by
 
     def _ready(self) -> bool:
         return self._stopping or any(
@@ -226,147 +263,41 @@ class Transport:
 
     def _count_leftovers(self, reason: str) -> None:
         for channel in self.channels.values():
-            left = len(channel.queue)
-            if left and self._pid == os.getpid():
-                channel.queue.clear()
-                with self._lock:
-                    self._drop(reason, left)
+            if channel.queue and self._pid == os.getpid():
+                self.tally.drop(reason, channel.clear(), in_flight=False)
 
-    def _drop(self, reason: str, count: int, *, in_flight: bool = False) -> None:
-        if self._abandoned or not count:
-            return
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
-        if in_flight:
-            self._in_flight -= count
-
-    def _drain(self, sender: Sender, channel: Channel, limit: int, markers: list[_Marker]) -> None:
-        queue = channel.queue
-        while limit > 0 and queue:
+    def _drain(self, channel: Channel, limit: int, markers: list[_Marker]) -> None:
+        while limit > 0 and channel.queue:
             if self._stopping and self._expired():
                 return
-            take = min(limit, self.batch_size)
-            limit -= take
-            items = []
-            for _ in range(take):
-                try:
-                    items.append(queue.popleft())
-                except IndexError:  # a forked child cleared it; nothing left
-                    break
-            channel.popped += len(items)
-            with self._lock:
-                self._in_flight += len(items)
-            encoded = self._encode(channel, items)
-            if encoded:
-                ok = self._send(sender, channel, encoded)
-                if not ok:
-                    for marker in markers:
-                        marker.ok = False
-
-    def _encode(self, channel: Channel, items: list[Any]) -> list[bytes]:
-        encoded = []
-        encode = channel.encode
-        busy = channel.app_active()  # queued anything since our last look (e.g. during a POST)
-        clock = time.perf_counter
-        next_yield = clock() + _YIELD_AFTER
-        for item in items:
-            if clock() >= next_yield:
-                if busy or channel.app_active():
-                    busy = True
-                    time.sleep(0)
-                next_yield = clock() + _YIELD_AFTER
-            try:
-                encoded.append(encode(item))
-            except Exception as exc:
-                reason = getattr(exc, "reason", None)
-                if reason is None:
-                    reason = "encode_error"
-                    _guard.log_once(
-                        "encode:" + channel.name,
-                        logging.ERROR,
-                        "moesif-agent: could not encode a %s item (dropped; logged once)",
-                        channel.name,
-                        exc_info=True,
-                    )
-                with self._lock:
-                    self._drop(reason, 1, in_flight=True)
-        return encoded
-
-    def _send(self, sender: Sender, channel: Channel, encoded: list[bytes]) -> bool:
-        """POST ``encoded`` in as few requests as the byte limit allows. True if all arrived."""
-        ok = True
-        chunk: list[bytes] = []
-        size = 2
-        for data in encoded:
-            if chunk and size + len(data) + 1 > self.batch_max_bytes:
-                ok = self._post(sender, channel, chunk) and ok
-                chunk, size = [], 2
-            chunk.append(data)
-            size += len(data) + 1
-        if chunk:
-            ok = self._post(sender, channel, chunk) and ok
-        return ok
-
-    def _post(self, sender: Sender, channel: Channel, chunk: list[bytes]) -> bool:
-        payload = b"[" + b",".join(chunk) + b"]"
-        outcome = sender.post_json(channel.path, payload)
-        self.batches += 1
-        self.retries += outcome.attempts - 1
-        if self.on_outcome is not None:
-            with _guard.guard("collector response hook"):
-                self.on_outcome(outcome)
-        if outcome.ok:
-            with self._lock:
-                if not self._abandoned:
-                    self.sent[channel.name] += len(chunk)
-                    self._in_flight -= len(chunk)
-            return True
-        if outcome.status == 413 and len(chunk) > 1:
-            half = len(chunk) // 2
-            first = self._post(sender, channel, chunk[:half])
-            return self._post(sender, channel, chunk[half:]) and first
-        self.last_error = f"POST {channel.path}: {outcome.error}"
-        if outcome.retryable:
-            reason = "shutdown" if self._stopping and self._expired() else "retries_exhausted"
-        else:
-            reason = "rejected"
-        with self._lock:
-            self._drop(reason, len(chunk), in_flight=True)
-        _guard.log_once(
-            f"post:{channel.path}:{outcome.status}",
-            logging.WARNING,
-            "moesif-agent: %d %s not delivered to %s%s: %s%s (logged once per cause)",
-            len(chunk),
-            channel.name,
-            sender.base_uri,
-            channel.path,
-            outcome.error,
-            _hint(outcome.status),
-        )
-        return False
+            items = channel.take(min(limit, self.batch_size), self.options.batch_max_bytes)
+            limit -= len(items)
+            if items and not self.delivery.deliver(channel, items):
+                for marker in markers:
+                    marker.ok = False
 
     def stats(self) -> dict[str, Any]:
-        dropped = dict(self.dropped)
+        tally = self.tally
+        with tally.lock:
+            dropped = dict(tally.dropped)
+            sent = dict(tally.sent)
         for channel in self.channels.values():
-            full = channel.dropped_full.value
-            if full:
-                key = "queue_full" if channel.name == "events" else f"{channel.name}_queue_full"
-                dropped[key] = dropped.get(key, 0) + full
+            prefix = "" if channel.name == "events" else f"{channel.name}_"
+            for key, counter in (
+                ("queue_full", channel.dropped_full),
+                ("queue_full_bytes", channel.dropped_bytes),
+            ):
+                if counter.value:
+                    dropped[prefix + key] = dropped.get(prefix + key, 0) + counter.value
+        recovery = self.delivery.recovery
         return {
             "queued": self.pending(),
-            "sent": self.sent.get("events", 0),
-            "sent_by_kind": dict(self.sent),
+            "queued_bytes": sum(channel.queued_bytes for channel in self.channels.values()),
+            "sent": sent.get("events", 0),
+            "sent_by_kind": sent,
             "dropped": dropped,
-            "retries": self.retries,
-            "batches": self.batches,
-            "last_error": self.last_error,
+            "retries": self.delivery.retries,
+            "batches": self.delivery.batches,
+            "last_error": self.delivery.last_error,
+            "spool": recovery.stats() if recovery is not None else None,
         }
-
-
-def _hint(status: int | None) -> str:
-    if status == 401:
-        return " (check application_id / MOESIF_APPLICATION_ID)"
-    if status == 402:
-        return " (the collector says the subscription is not active)"
-    if status is None:
-        return " (is the collector reachable at base_uri?)"
-    return ""

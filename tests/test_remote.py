@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from moesif_agent import Agent
 from moesif_agent._exchange import Exchange
 from tests.recorder import Answer, Recorder
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture(autouse=True)
+def _private_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's spool in its own directory: what one test could not deliver must not be
+    sent by the next one."""
+    monkeypatch.setenv("MOESIF_SPOOL_DIR", str(tmp_path / "spool"))
 
 
 def exchange(n: int, path: str = "/items") -> Exchange:
@@ -21,21 +40,70 @@ def exchange(n: int, path: str = "/items") -> Exchange:
     return ex
 
 
-def test_config_is_fetched_after_the_first_event_and_applied(
+def test_config_is_fetched_at_startup_and_decides_events_recorded_before_it(
     recorder: Recorder, make_agent: Callable[..., Agent]
 ) -> None:
     recorder.serve_config({"sample_rate": 0})
+    # A slow answer: the events below are recorded while the fetch is in flight.
+    recorder.get_answers["/v1/config"].delay = 0.5
+    started = time.monotonic()
     agent = make_agent()
-    assert recorder.fetches() == 0  # nothing at startup
-    agent.record(exchange(1))
-    assert agent.flush(timeout=10)
+    assert time.monotonic() - started < 0.1  # startup never waits on the collector
+    for n in range(5):
+        agent.record(exchange(n))  # e.g. the first /health probes after a deploy
+    assert agent.flush(timeout=10)  # waits for the fetch, then for those events
     assert recorder.fetches() == 1
     assert agent.policy.etag == "etag-1"
-    for n in range(2, 12):
+    for n in range(5, 15):
         agent.record(exchange(n))
     assert agent.flush(timeout=10)
-    assert len(recorder.events()) == 1  # the first event predates the config
-    assert agent.stats()["sampled_out"] == 10
+    assert recorder.events() == []
+    stats = agent.stats()
+    assert stats["sampled_out"] == 15
+    assert stats["captured"] == 0
+
+
+def test_flush_waits_for_the_first_fetch_even_with_nothing_recorded(
+    recorder: Recorder, make_agent: Callable[..., Agent]
+) -> None:
+    recorder.serve_config({"sample_rate": 10}, etag="first")
+    recorder.get_answers["/v1/config"].delay = 0.3
+    agent = make_agent()
+    assert agent.flush(timeout=10)
+    assert agent.policy.etag == "first"
+    assert agent.stats()["config"]["fetches"] == 1
+
+
+def test_events_held_for_the_first_config_get_unbiased_weights(
+    recorder: Recorder, make_agent: Callable[..., Agent]
+) -> None:
+    recorder.serve_config({"sample_rate": 20})
+    recorder.get_answers["/v1/config"].delay = 0.5
+    agent = make_agent(event_queue_size=5000)
+    requests = 2000
+    for n in range(requests):
+        agent.record(exchange(n))
+    assert agent.flush(timeout=30)
+    weights = [event.get("weight", 1) for event in recorder.events()]
+    assert 0.15 * requests < len(weights) < 0.25 * requests
+    # Each kept event stands for the requests since the previous kept one: the weights add
+    # up to the requests, but for the few after the last kept event.
+    assert requests - 40 <= sum(weights) <= requests
+    assert agent.stats()["captured"] + agent.stats()["sampled_out"] == requests
+
+
+def test_a_collector_that_is_down_at_startup_lets_the_held_events_through(
+    make_agent: Callable[..., Agent],
+) -> None:
+    agent = make_agent(
+        base_uri=f"http://127.0.0.1:{closed_port()}", spool_dir=None, max_retry_time=0
+    )
+    for n in range(3):
+        agent.record(exchange(n))
+    assert agent.flush(timeout=10) is False  # not delivered, but decided: kept, as by default
+    stats = agent.stats()
+    assert stats["captured"] == 3
+    assert stats["config"]["fetch_failures"] == 1
 
 
 def test_a_new_etag_in_a_batch_response_applies_the_new_config_within_one_batch(

@@ -8,13 +8,26 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from moesif_agent import Agent
+from moesif_agent._exchange import Body, Exchange
 from tests.recorder import Answer, Recorder
+
+
+@pytest.fixture(autouse=True)
+def _private_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's spool in its own directory: what one test could not deliver must not be
+    sent by the next one."""
+    monkeypatch.setenv("MOESIF_SPOOL_DIR", str(tmp_path / "spool"))
+
+
+DOWN = Answer(status=503, body=b'{"error": "down for maintenance"}')
 
 
 def wire_event(n: int, size: int = 0) -> dict[str, Any]:
@@ -74,8 +87,9 @@ def test_many_threads_deliver_every_event_exactly_once_in_gzip_batches(
 def test_transient_failures_are_retried_and_nothing_is_lost(
     recorder: Recorder, make_agent: Callable[..., Agent], failure: Answer
 ) -> None:
-    recorder.script = [failure, failure, failure]
     agent = make_agent()
+    assert agent.flush(timeout=10)  # the config fetch at startup is answered normally
+    recorder.script = [failure, failure, failure]
     for n in range(50):
         agent.record(wire_event(n))
     assert agent.flush(timeout=30)
@@ -88,8 +102,9 @@ def test_transient_failures_are_retried_and_nothing_is_lost(
 
 
 def test_retry_after_is_honoured(recorder: Recorder, make_agent: Callable[..., Agent]) -> None:
-    recorder.script = [Answer(status=429, headers={"Retry-After": "1"})]
     agent = make_agent()
+    assert agent.flush(timeout=10)
+    recorder.script = [Answer(status=429, headers={"Retry-After": "1"})]
     agent.record(wire_event(1))
     assert agent.flush(timeout=10)
     first, second = recorder.batches()
@@ -97,25 +112,29 @@ def test_retry_after_is_honoured(recorder: Recorder, make_agent: Callable[..., A
     assert recorder.events()[0]["transaction_id"] == wire_event(1)["transaction_id"]
 
 
-def test_client_errors_are_not_retried_and_are_counted(
-    recorder: Recorder, make_agent: Callable[..., Agent]
+@pytest.mark.parametrize("status", [401, 402])
+def test_client_errors_are_not_retried_split_or_spooled_and_are_counted(
+    recorder: Recorder, make_agent: Callable[..., Agent], status: int
 ) -> None:
-    recorder.script = [Answer(status=400, body=b'{"error": "bad"}')]
     agent = make_agent()
+    assert agent.flush(timeout=10)
+    recorder.script = [Answer(status=status, body=b'{"error": "no"}')]
     for n in range(3):
         agent.record(wire_event(n))
     assert not agent.flush(timeout=10)
     assert len(recorder.batches()) == 1
     stats = agent.stats()
     assert stats["dropped"] == {"rejected": 3}
-    assert "HTTP 400" in stats["last_error"]
+    assert f"HTTP {status}" in stats["last_error"]
+    assert stats["spool"]["files"] == 0
 
 
 def test_payload_too_large_splits_the_batch(
     recorder: Recorder, make_agent: Callable[..., Agent]
 ) -> None:
-    recorder.script = [Answer(status=413)]
     agent = make_agent()
+    assert agent.flush(timeout=10)
+    recorder.script = [Answer(status=413)]
     for n in range(10):
         agent.record(wire_event(n))
     assert agent.flush(timeout=10)
@@ -138,11 +157,12 @@ def test_batches_are_split_by_bytes(recorder: Recorder, make_agent: Callable[...
 def test_shutdown_returns_within_its_timeout_when_the_collector_never_answers(
     recorder: Recorder, make_agent: Callable[..., Agent]
 ) -> None:
-    recorder.default = Answer(hang=True)
     agent = make_agent(request_timeout=30)
+    assert agent.flush(timeout=10)
+    recorder.default = Answer(hang=True)
     for n in range(10):
         agent.record(wire_event(n))
-    assert recorder.wait_for(1)
+    assert recorder.wait_for(3)  # the config, the rules, the batch
     started = time.monotonic()
     agent.shutdown(timeout=2)
     elapsed = time.monotonic() - started
@@ -164,7 +184,9 @@ def test_flush_times_out_rather_than_blocking(
 
 
 def test_queue_stays_bounded_while_the_collector_is_down(make_agent: Callable[..., Agent]) -> None:
-    agent = make_agent(base_uri="http://127.0.0.1:9", event_queue_size=1000, max_retry_time=0.2)
+    agent = make_agent(
+        base_uri="http://127.0.0.1:9", event_queue_size=1000, max_retry_time=0.2, spool_dir=None
+    )
     event = wire_event(1)
     started = time.perf_counter()
     for _ in range(100_000):
@@ -280,3 +302,85 @@ def test_the_worker_sees_whether_request_threads_are_queueing() -> None:
     assert not channel.app_active()
     channel.queue.append(3)
     assert channel.app_active()
+
+
+def test_one_bad_event_is_isolated_and_the_rest_of_its_batch_delivered(tmp_path: Path) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from moesif_agent.collector import LocalCollector
+
+    with LocalCollector(tmp_path / "collector.db") as collector:
+        agent = Agent(
+            application_id=collector.application_id,
+            base_uri=collector.url,
+            batch_max_time=0.05,
+            batch_size=64,
+        )
+        try:
+            assert agent.flush(timeout=10)
+            events = [wire_event(n) for n in range(64)]
+            events[37]["direction"] = "Sideways"  # the collector refuses the whole batch
+            for event in events:
+                agent.record(event)
+            assert agent.flush(timeout=20) is False
+            stats = agent.stats()
+            stored = {event["transaction_id"] for event in collector.events()}
+        finally:
+            agent.shutdown(timeout=2)
+    good = {event["transaction_id"] for event in events} - {events[37]["transaction_id"]}
+    assert stored == good
+    assert stats["dropped"] == {"rejected": 1}
+    assert stats["sent"] == 63
+    assert stats["batches"] == 1 + 2 * 6  # halving 64 down to the one: two requests a level
+    assert "direction" in stats["last_error"]
+
+
+def test_a_collector_that_refuses_everything_costs_a_bounded_number_of_requests(
+    recorder: Recorder, make_agent: Callable[..., Agent]
+) -> None:
+    agent = make_agent()
+    assert agent.flush(timeout=10)
+    recorder.default = Answer(status=400, body=b'{"error": "no"}')
+    for n in range(100):
+        agent.record(wire_event(n))
+    assert agent.flush(timeout=20) is False
+    stats = agent.stats()
+    assert stats["dropped"] == {"rejected": 100}
+    assert len(recorder.batches()) <= 1 + 4 * 7 + 8  # not the 199 of splitting to the end
+
+
+def big_exchange(n: int, size: int) -> Exchange:
+    ex = Exchange()
+    ex.transaction_id = f"00000000-0000-4000-8000-{n:012d}"
+    ex.request_time = ex.response_time = time.time()
+    ex.host, ex.method, ex.path, ex.status = "api.example", "POST", "/upload", 201
+    for name in ("request_body", "response_body"):
+        body = Body(size)
+        body.add(os.urandom(size))
+        setattr(ex, name, body)
+    return ex
+
+
+def test_the_queue_is_bounded_by_bytes_as_well_as_by_count(
+    recorder: Recorder, make_agent: Callable[..., Agent]
+) -> None:
+    # The collector down and no spool: 500 requests with 2 x 100 KB bodies would hold 100 MB.
+    agent = make_agent(
+        queue_max_bytes=8_000_000, batch_max_bytes=1_100_000, max_retry_time=60, spool_dir=None
+    )
+    assert agent.flush(timeout=10)
+    recorder.default = DOWN
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(500):
+            agent.record(big_exchange(n, 100_000))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stats = agent.stats()
+    # The queue's 8 MB, the ~1 MB batch the worker retries (and its encoded copies), slack.
+    assert grown < 14_000_000
+    assert stats["queued_bytes"] <= 8_000_000
+    assert stats["dropped"]["queue_full_bytes"] >= 500 - 8_000_000 // 200_000 - 10
+    assert "queue_full" not in stats["dropped"]

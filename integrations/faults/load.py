@@ -91,7 +91,7 @@ class Load:
             for n in self._next:
                 if n >= self.count:
                     break
-                txid = uuid.uuid4().hex
+                txid = str(uuid.uuid4())  # a canonical UUID: the agent takes no other
                 started = time.perf_counter()
                 try:
                     problem = self._one(connection, n, txid)

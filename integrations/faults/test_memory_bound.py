@@ -37,6 +37,8 @@ ENV = {
     "MOESIF_BATCH_MAX_TIME": "0.2",
     # The batch in flight is retried through the whole outage, not dropped.
     "MOESIF_MAX_RETRY_TIME": "120",
+    # Memory alone: with the spool (test_spool_restart.py), nothing would be dropped at all.
+    "MOESIF_SPOOL_MAX_BYTES": "0",
 }
 
 

@@ -1,10 +1,11 @@
 """SIGTERM while the collector is down and events are queued: the server exits within the
 agent's shutdown_timeout plus the server's own graceful overhead, it does not hang on the
-dead collector."""
+dead collector, and what it could not deliver is in the spool for the next process."""
 
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from integrations.faults import report
 from integrations.faults.apps import APPS, stop_timed
 from integrations.faults.control import FaultCollector
 from integrations.faults.load import drive
+from integrations.faults.test_spool_restart import spooled_ids
 from integrations.harness import AppServer
+from moesif_agent._spooldir import spool_key
 
 SHUTDOWN_TIMEOUT = 2.0
 # The servers' own graceful stop with nothing queued takes well under a second here (the
@@ -33,7 +36,7 @@ ENV = {
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("app", list(APPS))
-def test_sigterm_with_a_dead_collector(faults: FaultCollector, app: str) -> None:
+def test_sigterm_with_a_dead_collector(faults: FaultCollector, app: str, tmp_path: Path) -> None:
     server = AppServer(APPS[app], faults.url, env=ENV)
     try:
         faults.wait_delivered(drive(server.url, 200).ids, timeout=30)  # the worker is running
@@ -49,6 +52,8 @@ def test_sigterm_with_a_dead_collector(faults: FaultCollector, app: str) -> None
         exit_code=code,
         failed=len(queued.failures),
     )
+    spooled = spooled_ids(tmp_path / "spool" / spool_key("integration-tests", faults.url))
     assert not queued.failures, queued.failures[:5]
     assert code in (0, -signal.SIGTERM)
     assert seconds < SHUTDOWN_TIMEOUT + SERVER_OVERHEAD
+    assert set(queued.ids) <= spooled  # the spool directory is the conftest's
