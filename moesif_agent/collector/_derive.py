@@ -20,6 +20,7 @@ _ID_SEGMENT = re.compile(
     r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}"
 )
+_MAYBE_ID = re.compile(r"\d|[0-9a-fA-F]{16}")  # most paths have neither: one scan
 _ID = "{id}"
 
 
@@ -45,6 +46,8 @@ _body_text = _make_encoder()
 
 def normalise_path(path: str) -> str:
     """``/users/42/orders/6f1c...`` -> ``/users/{id}/orders/{id}``."""
+    if _MAYBE_ID.search(path) is None:
+        return path
     segments = path.split("/")
     changed = False
     for index, segment in enumerate(segments):
