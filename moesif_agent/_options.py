@@ -184,11 +184,12 @@ class Options:
         (``LOG_BODY``, ``EVENT_BATCH_TIMEOUT``...). Keyword ``overrides`` win over the mapping.
         """
         values: dict[str, Any] = {}
+        fallbacks: dict[str, Any] = {}
         for key, value in {**(mapping or {}), **overrides}.items():
             name = _field_name(key)
             if name is not None:
-                values[name] = value
-        return cls(**values)
+                (fallbacks if key in _FALLBACKS else values)[name] = value
+        return cls(**{**fallbacks, **values})
 
     @classmethod
     def coerce(cls, options: Options | Mapping[str, Any] | None, **overrides: Any) -> Options:
@@ -212,16 +213,23 @@ _ALIASES = {
     "CAPTURE_OUTGOING_REQUESTS": "capture_outgoing",
     "DISABLED_TRANSACTION_ID": "disable_transaction_id",
     "MAX_BODY_SIZE": "max_body_size",
+    "LOCAL_DEBUG": "debug",  # moesifdjango's name for moesifwsgi's and moesifasgi's DEBUG
 }
 
-# Reference-agent settings that have no meaning here; accepted so a migration is one import.
+# Older reference names that apply only when the current one is absent: moesifdjango and
+# moesifwsgi read BASE_URI first and fall back on LOCAL_MOESIF_BASEURL.
+_FALLBACKS = {"LOCAL_MOESIF_BASEURL": "base_uri"}
+
+# Reference-agent settings that have no meaning here; accepted (with a warning that says what
+# to do instead) so a migration is one import.
 _IGNORED = {
-    "EVENT_WORKER_COUNT": "one worker thread delivers tens of thousands of events per second",
-    "LOCAL_DEBUG": "use debug=True",
-    "USE_CELERY": "events are delivered by the agent's own background thread",
-    "CELERY_BROKER_URL": "events are delivered by the agent's own background thread",
-    "AUTHORIZATION_HEADER_NAME_SEPARATOR": "authorization_header_name takes a list",
-    "ENABLE_BATCH_COMPRESSION": "batches are always gzip-compressed",
+    "EVENT_WORKER_COUNT": "one background thread delivers every event (no events/s ceiling); "
+    "remove it",
+    "USE_CELERY": "events are delivered by the agent's own background thread; remove it",
+    "CELERY_BROKER_URL": "events are delivered by the agent's own background thread; remove it",
+    "AUTHORIZATION_HEADER_NAME_SEPARATOR": "give authorization_header_name a list of header "
+    "names (or a comma-separated string) instead",
+    "ENABLE_BATCH_COMPRESSION": "batches are always gzip-compressed; remove it",
 }
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Options)}
@@ -232,6 +240,8 @@ def _field_name(key: str) -> str | None:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
+    if key in _FALLBACKS:
+        return _FALLBACKS[key]
     if key.isupper() and key.lower() in _FIELDS:
         return key.lower()
     if key in _IGNORED:

@@ -20,6 +20,7 @@ from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, new_exchange, run_async
 from ._lifespan import FlushOnShutdown, lifespan
+from ._reference import ReferenceMethods
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,7 +51,7 @@ class ResponseInfo:
         self.headers = headers
 
 
-class MoesifASGIMiddleware:
+class MoesifASGIMiddleware(ReferenceMethods):
     """Wrap an ASGI app so that every API call it serves is sent to the collector.
 
     ::

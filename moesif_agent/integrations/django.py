@@ -32,6 +32,7 @@ from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, Steps, describe, new_exchange, run_async, run_sync
+from ._reference import ReferenceMethods
 from ._tee import InputTee, ResponseEnd, atee_chunks, tee_chunks
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ REQUEST_KEY = "_moesif_exchange"  # the request attribute holding the Exchange
 _FILE_RESPONSE_NOTE = {"response_body": {"omitted": "file response"}}
 
 
-class MoesifDjangoMiddleware:
+class MoesifDjangoMiddleware(ReferenceMethods):
     """Django middleware that sends every API call the project serves to the collector.
 
     Put it first in ``MIDDLEWARE``, so that it also sees the responses other middleware

@@ -20,6 +20,7 @@ from flask import got_request_exception, request
 from .._agent import Agent
 from .._options import Options
 from ._core import describe
+from ._reference import ReferenceMethods
 from .wsgi import ENVIRON_KEY, MoesifMiddleware, MoesifWSGIMiddleware
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Moesif", "MoesifMiddleware", "MoesifWSGIMiddleware"]
 
 
-class Moesif:
+class Moesif(ReferenceMethods):
     """Flask extension: wraps ``app.wsgi_app``, notes each request's URL rule
     (``/items/<int:item_id>``) as ``metadata.route`` and the exception behind a 500 (Flask
     turns it into a response before the WSGI middleware could see it)."""

@@ -19,6 +19,7 @@ from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, new_exchange, run_sync
+from ._reference import ReferenceMethods
 from ._tee import InputTee, ResponseEnd, tee_chunks
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 ENVIRON_KEY = "moesif.exchange"
 
 
-class MoesifWSGIMiddleware:
+class MoesifWSGIMiddleware(ReferenceMethods):
     """Wrap a WSGI app so that every API call it serves is sent to the collector.
 
     ::
