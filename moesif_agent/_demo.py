@@ -1,15 +1,17 @@
 """``moesif-agent demo``: the local collector, the example apps under real servers, a short
 mixed traffic, and a summary of what was captured, sampled, masked and blocked.
 
-Runs from a source checkout (it serves ``examples/flask_app.py`` under gunicorn and
-``examples/fastapi_app.py`` under uvicorn) and stops everything it started before it exits;
-``--serve`` keeps it all running for browsing the viewer until Ctrl-C.
+It serves the example Flask app under gunicorn and the FastAPI app under uvicorn: the copies
+shipped in the wheel (``moesif_agent._examples``) when installed, else ``examples/`` of a
+source checkout. It needs the ``[demo]`` extra, and stops everything it started before it
+exits; ``--serve`` keeps it all running for browsing the viewer until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import os
 import signal
@@ -64,18 +66,30 @@ def _free_port() -> int:
         return port
 
 
-def _examples_root() -> Path:
+# What the demo runs, by import name: the [demo] extra installs them all.
+DEMO_MODULES = ("flask", "fastapi", "starlette", "uvicorn", "gunicorn")
+
+
+def missing_modules() -> list[str]:
+    return [name for name in DEMO_MODULES if importlib.util.find_spec(name) is None]
+
+
+def _examples() -> tuple[str, Path | None]:
+    """The example apps' package, and the directory to put on PYTHONPATH for it (None: it is
+    installed). An editable install has no ``_examples``: the checkout's ``examples/``."""
+    if importlib.util.find_spec("moesif_agent._examples") is not None:
+        return "moesif_agent._examples", None
     for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
         if (candidate / "examples" / "flask_app.py").exists():
-            return candidate
+            return "examples", candidate
     raise SystemExit(
-        "moesif-agent demo runs from a source checkout of moesif-agent (it serves the apps in "
-        "examples/); run it there, e.g. with `make demo`."
+        "moesif-agent demo: the example apps are missing from this installation; "
+        "reinstall it with: pip install --force-reinstall 'moesif-agent[demo]'"
     )
 
 
 class _App:
-    def __init__(self, name: str, argv: list[str], root: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: list[str], root: Path | None, env: dict[str, str]) -> None:
         self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -154,9 +168,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--serve", action="store_true", help="keep running for the viewer")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(list(argv))
+    missing = missing_modules()
+    if missing:
+        sys.stderr.write(
+            f"moesif-agent demo needs the [demo] extra (missing: {', '.join(missing)}); "
+            "install it with: pip install 'moesif-agent[demo]'\n"
+        )
+        return 2
     from .collector._server import LocalCollector
 
-    root = _examples_root()
+    package, root = _examples()
     workdir = Path(tempfile.mkdtemp(prefix="moesif-demo-"))
     (workdir / "config.json").write_text(json.dumps(DEMO_CONFIG, indent=2))
     (workdir / "rules.json").write_text(json.dumps(DEMO_RULES, indent=2))
@@ -179,19 +200,21 @@ def main(argv: Sequence[str]) -> int:
         "MOESIF_APPLICATION_ID": collector.application_id,
         "MOESIF_BASE_URI": collector.url,
         "MOESIF_BATCH_MAX_TIME": "0.2",
-        "PYTHONPATH": str(root),
     }
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     apps = [
         _App(
             "Flask under gunicorn",
-            [str(bin_dir / "gunicorn"), "--bind", "127.0.0.1:{port}", "examples.flask_app:app"],
+            [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}",
+             f"{package}.flask_app:app"],
             root,
             env,
         ),
         _App(
             "FastAPI under uvicorn",
-            [str(bin_dir / "uvicorn"), "--port", "{port}", "--no-access-log",
-             "examples.fastapi_app:app"],
+            [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log",
+             f"{package}.fastapi_app:app"],
             root,
             env,
         ),
