@@ -140,19 +140,35 @@ def _json(raw: bytes, keys: KeySet, masker: Masker, splice: bool) -> Encoded | N
 
 
 def strict(value: Any) -> Any:
-    """``value`` as strict JSON can carry it: each lone UTF-16 surrogate in its strings
-    replaced by U+FFFD, NaN and Infinity by None."""
+    """A copy of ``value`` that strict JSON can carry: each lone UTF-16 surrogate in its
+    strings replaced by U+FFFD, NaN and Infinity by None. Iterative: any depth."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, list[Any] | dict[Any, Any], Any]] = [(value, root, 0)]
+    while stack:
+        item, parent, slot = stack.pop()
+        if isinstance(item, dict):
+            copy: Any = {}
+            for key, child in item.items():
+                key = _scalar(key)
+                copy[key] = None  # the keys keep their order
+                stack.append((child, copy, key))
+        elif isinstance(item, list | tuple):
+            copy = [None] * len(item)
+            for index, child in enumerate(item):
+                stack.append((child, copy, index))
+        else:
+            copy = _scalar(item)
+        parent[slot] = copy
+    return root[0]
+
+
+def _scalar(value: Any) -> Any:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
-    if isinstance(value, dict):
-        return {strict(k): strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
+    elif isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 

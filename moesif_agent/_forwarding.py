@@ -34,6 +34,8 @@ class TrustedProxies:
         if known is not None:
             return known
         ip = parse_ip(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1, as dual-stack servers report IPv4 peers
         trusted = ip is not None and any(ip in net for net in self.networks)
         if len(self._cache) < 4096:
             self._cache[address] = trusted

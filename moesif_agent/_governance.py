@@ -139,6 +139,12 @@ class Rule:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers that describe the connection or the message framing: the server's to set, and a
+# wrong one breaks the response (WSGI forbids hop-by-hop headers outright).
+_NOT_FOR_RULES = frozenset(
+    "connection keep-alive proxy-connection transfer-encoding te trailer upgrade host "
+    "status content-length".split()
+)
 _TYPOGRAPHIC = str.maketrans(
     {
         "\u2013": "-",
@@ -158,6 +164,8 @@ def header_field(name: str, value: str) -> tuple[str, str] | None:
     latin-1 become their ASCII look-alike or "?" (ASGI servers refuse them: a 500 for every
     request)."""
     if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\x00"):
+        return None
+    if name.lower() in _NOT_FOR_RULES:
         return None
     if not value.isascii():
         value = value.translate(_TYPOGRAPHIC).encode("latin-1", "replace").decode("latin-1")

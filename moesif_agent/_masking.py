@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode
+from urllib.parse import quote_plus, unquote, unquote_plus
 
 if TYPE_CHECKING:
     from ._options import Options
@@ -36,6 +35,7 @@ DEFAULT_HEADER_MASKS = (
     "x-goog-api-key",
 )
 DEFAULT_BODY_KEYS = (
+    "authorization",
     "password",
     "passwd",
     "pwd",
@@ -114,6 +114,8 @@ class Masker:
         self.response_headers = frozenset(
             h.lower() for h in (*header_defaults, *options.response_header_masks)
         )
+        # A header named like a secret field (X-Client-Secret, X-Refresh-Token) is one.
+        self.header_keys = KeySet(key_defaults, suffixes)
         self.request_keys = KeySet((*key_defaults, *options.request_body_masks), suffixes)
         self.response_keys = KeySet((*key_defaults, *options.response_body_masks), suffixes)
         self.query_keys = KeySet((*key_defaults, *options.uri_query_masks), suffixes)
@@ -121,15 +123,10 @@ class Masker:
 
     # Headers
 
-    def headers(
-        self,
-        headers: dict[str, str],
-        names: frozenset[str],
-        lower: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
-        """Mask, in place, the headers named in ``names``; ``lower`` (the same headers with
-        lower-case names), when given, lets a request with none of them skip the walk."""
-        if not names or (lower is not None and names.isdisjoint(lower)):
+    def headers(self, headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+        """Mask, in place, the headers named in ``names`` or named like a secret field."""
+        keys = self.header_keys
+        if not names and not keys:
             return headers
         cache = self._lower
         for name, value in headers.items():
@@ -138,7 +135,7 @@ class Masker:
                 lowered = name.lower()
                 if len(cache) < 4096:
                     cache[name] = lowered
-            if lowered in names:
+            if lowered in names or lowered in keys:
                 headers[name] = _mask_header(lowered, value)
         return headers
 
@@ -213,8 +210,11 @@ class Masker:
     def multipart(self, text: str, boundary: str | None, keys: KeySet) -> str:
         """Mask a ``multipart/form-data`` body: a part named by ``keys`` loses its content,
         other text parts are masked as text, binary parts are replaced by their size."""
-        if boundary is None:
-            return self.text(text, keys)
+        if boundary is None:  # sniff it: the body starts with "--boundary"
+            first = text.lstrip("\r\n").split("\n", 1)[0].strip()
+            if not first.startswith("--") or len(first) < 3:
+                return self.text(text, keys)
+            boundary = first[2:]
         delimiter = "--" + boundary
         parts = text.split(delimiter)
         for index, part in enumerate(parts):
@@ -225,8 +225,7 @@ class Masker:
                 continue
             tail = "\r\n" if content.endswith("\r\n") else "\n" if content.endswith("\n") else ""
             value = content[: len(content) - len(tail)]
-            name = _PART_NAME.search(head)
-            if name is not None and name.group(1) in keys:
+            if _part_name(head) in keys:
                 value = MASK
             elif _BINARY_TEXT.search(value) is not None:
                 value = f"[binary content omitted: {len(value)} bytes]"
@@ -243,13 +242,33 @@ class Masker:
             return self.text(raw.decode("latin-1"), keys).encode("latin-1", "replace")
 
     def form(self, body: str, keys: KeySet) -> str:
-        """Mask an ``application/x-www-form-urlencoded`` body (or a query string)."""
+        """Mask an ``application/x-www-form-urlencoded`` body or a query string, pair by pair
+        (``&`` or ``;`` separated), keeping the rest as it was encoded; JSON in a value is
+        masked inside."""
         if not keys or not body:
             return body
-        pairs = parse_qsl(body, keep_blank_values=True)
-        if not any(key in keys for key, _ in pairs):
-            return body
-        return urlencode([(k, MASK if k in keys else v) for k, v in pairs], safe="[]")
+        return _FORM_PAIR.sub(partial(self._form_pair, keys), body)
+
+    def _form_pair(self, keys: KeySet, match: re.Match[str]) -> str:
+        head, value = match.group("head"), match.group("value")
+        if unquote_plus(match.group("key")) in keys:
+            return head + MASK
+        if value[:1] in _JSON_OPENERS or value[:3] in ("%7B", "%7b", "%5B", "%5b"):
+            masked = self._json_string(unquote_plus(value), keys)
+            if masked is not None:
+                return head + quote_plus(masked, safe='[]{}:,"')
+        return match.group(0)
+
+
+def _part_name(head: str) -> str | None:
+    """A multipart part's field name: name="x", name=x, or RFC 5987 name*=UTF-8''x."""
+    match = _PART_NAME.search(head)
+    if match is None:
+        return None
+    value = match.group(2) if match.group(2) is not None else match.group(3)
+    if match.group(1):  # charset'language'percent-encoded
+        value = unquote(value.rpartition("'")[2], errors="replace")
+    return str(value)
 
 
 def _mask_pair(keys: KeySet, decode: Any, masked: str, match: re.Match[str]) -> str:
@@ -305,8 +324,9 @@ _TEXT_PAIRS: list[tuple[re.Pattern[str], Any, str]] = [
         MASK,
     ),
 ]
+_FORM_PAIR = re.compile(r"(?P<head>(?:^|(?<=[&;]))(?P<key>[^=&;]{1,256})=)(?P<value>[^&;]*)")
 _XML_ELEMENT = re.compile(r"<([A-Za-z_][\w.:-]{0,63})(\s[^<>]*)?>[^<]*</\1>")
-_PART_NAME = re.compile(r'(?i)content-disposition:[^\r\n]*?\bname="([^"]*)"')
+_PART_NAME = re.compile(r"(?i)content-disposition:[^\r\n]*?\bname(\*?)=(?:\"([^\"]*)\"|([^;\s]+))")
 _BINARY_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _JSON_OPENERS = ("{", "[")
 

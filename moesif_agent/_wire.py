@@ -35,6 +35,8 @@ MAX_EVENT_BYTES = 1_000_000
 _PATH_SAFE = "/%;:@&=+$,!~*()'"
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-]")
 _QUERY_SAFE = _PATH_SAFE + "?[]"
+_UNSAFE_HOST = re.compile(r"[^A-Za-z0-9.\-_~:\[\]]")
+_SCHEMES = frozenset(("http", "https", "ws", "wss"))
 _UNSAFE_QUERY = re.compile(r"[^A-Za-z0-9/%;:@&=+$,!~*()'._\-?\[\]]")
 
 
@@ -125,7 +127,11 @@ class WireEncoder:
         scheme, host = ex.scheme, ex.host
         if incoming:
             proto, forwarded_host = self.forwarding.origin(ex.remote_addr, lower)
-            scheme, host = proto or scheme, forwarded_host or host
+            if proto is not None and proto.lower() in _SCHEMES:
+                scheme = proto.lower()
+            host = forwarded_host or host
+        if _UNSAFE_HOST.search(host):  # "evil.example/admin?x=1#" must not become a path
+            host = quote(host, safe=":[]")
         path = ex.path
         if _UNSAFE_PATH.search(path):
             path = quote(path, safe=_PATH_SAFE)
@@ -147,7 +153,7 @@ class WireEncoder:
             request["ip_address"] = ip
         if ex.request_body is not None:
             self._body(request, ex.request_body, lower, masker.request_keys, notes, "request")
-        request["headers"] = masker.headers(request_headers, masker.request_headers, lower)
+        request["headers"] = masker.headers(request_headers, masker.request_headers)
 
         event: dict[str, Any] = {"request": request}
         if ex.status is not None:
@@ -168,9 +174,7 @@ class WireEncoder:
                     "response",
                     decoded=ex.decoded,
                 )
-            response["headers"] = masker.headers(
-                response_headers, masker.response_headers, response_lower
-            )
+            response["headers"] = masker.headers(response_headers, masker.response_headers)
             event["response"] = response
         event["transaction_id"] = ex.transaction_id or new_transaction_id()
         event["direction"] = ex.direction

@@ -139,3 +139,9 @@ def jwt(payload: object) -> str:
 )
 def test_user_from_credentials(value: str, field: str, expected: str | None) -> None:
     assert user_from_credentials(value, field) == expected
+
+
+def test_an_ipv4_mapped_peer_is_trusted_as_its_ipv4_address() -> None:
+    lower = {"x-forwarded-for": "198.51.100.7"}
+    assert TRUSTED.client_ip("::ffff:127.0.0.1", lower) == "198.51.100.7"
+    assert TRUSTED.client_ip("::ffff:203.0.113.9", lower) == "::ffff:203.0.113.9"

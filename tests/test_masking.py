@@ -282,3 +282,17 @@ def test_no_value_of_a_masked_key_survives(case: tuple[Any, list[str]], limit: i
     for value in planted:
         assert value not in visible
     assert "SECRET" not in visible  # not even the start of a value cut by truncation
+
+
+def test_json_in_a_query_value_and_semicolon_pairs_are_masked() -> None:
+    query = "filter=%7B%22token%22%3A%22s3cr3t%22%2C%22n%22%3A1%7D&a=1;password=hunter2"
+    uri = wire(exchange(query=query))["request"]["uri"]
+    assert "s3cr3t" not in uri and "hunter2" not in uri
+    assert "password=[REDACTED]" in uri and "a=1" in uri and "%22n%22" in uri
+
+
+def test_credential_lines_in_a_text_body_are_masked() -> None:
+    body = b"GET /x HTTP/1.1\nAuthorization: Bearer abc.def.ghi\nAccept: */*\n"
+    event = wire(exchange(request_headers={"Content-Type": "text/plain"}, request_body=body))
+    text = base64.b64decode(event["request"]["body"])
+    assert b"abc.def.ghi" not in text and b"Accept: */*" in text

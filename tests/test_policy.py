@@ -482,3 +482,17 @@ def test_the_route_prefilter_never_changes_a_decision() -> None:
                 plan_b and plan_b.block and plan_b.block.rule_id
             ), path
             assert filtered.sample_rate(a) == plain.sample_rate(b), path
+
+
+def test_a_rule_cannot_set_the_servers_framing_or_connection_headers() -> None:
+    headers = {
+        "Transfer-Encoding": "chunked",
+        "Connection": "close",
+        "Content-Length": "1",
+        "Host": "elsewhere",
+        "Upgrade": "websocket",
+        "Status": "200",
+        "X-Kept": "yes",
+    }
+    plan = govern([regex_rule("r", "request.verb", "GET", block=False, headers=headers)])
+    assert plan.headers == [("X-Kept", "yes")]

@@ -374,3 +374,14 @@ def test_a_malformed_traceparent_is_not_recorded(value: str) -> None:
     ex = known_exchange()
     ex.request_headers = [("HTTP_TRACEPARENT", value)]
     assert "trace_id" not in json.loads(encoder().encode(ex)).get("metadata", {})
+
+
+def test_a_proxys_host_cannot_inject_a_path_nor_its_proto_a_scheme() -> None:
+    ex = known_exchange()
+    ex.remote_addr = "10.0.0.5"
+    ex.request_headers = [
+        ("HTTP_X_FORWARDED_HOST", "evil.example/admin?x=1#"),
+        ("HTTP_X_FORWARDED_PROTO", "javascript"),
+    ]
+    uri = json.loads(encoder().encode(ex))["request"]["uri"]
+    assert uri.startswith(f"{ex.scheme}://evil.example%2Fadmin%3Fx%3D1%23/items/")

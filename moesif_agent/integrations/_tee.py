@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -121,10 +120,14 @@ class ResponseEnd:
             done()
 
 
-@contextmanager
-def _watching(end: ResponseEnd) -> Iterator[None]:
+def tee_chunks(content: Iterable[bytes], end: ResponseEnd) -> Iterator[bytes]:
+    body = end.body
     try:
-        yield
+        for chunk in content:
+            if body is not None and chunk:
+                body.add(chunk)
+            end.started = True  # handed to the server: its status line is committed
+            yield chunk
     except GeneratorExit:  # closed early: close() says so
         raise
     except BaseException as exc:
@@ -133,19 +136,17 @@ def _watching(end: ResponseEnd) -> Iterator[None]:
     end.end()
 
 
-def tee_chunks(content: Iterable[bytes], end: ResponseEnd) -> Iterator[bytes]:
-    with _watching(end):
-        for chunk in content:
-            if end.body is not None and chunk:
-                end.body.add(chunk)
-            end.started = True  # handed to the server: its status line is committed
-            yield chunk
-
-
 async def atee_chunks(content: AsyncIterable[bytes], end: ResponseEnd) -> AsyncIterator[bytes]:
-    with _watching(end):
+    body = end.body
+    try:
         async for chunk in content:
-            if end.body is not None and chunk:
-                end.body.add(chunk)
+            if body is not None and chunk:
+                body.add(chunk)
             end.started = True
             yield chunk
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        end.failed(exc)
+        raise
+    end.end()
