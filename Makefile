@@ -49,7 +49,7 @@ demo: $(DEMO_STAMP)
 
 bench: install
 	$(BIN)/python -m benchmarks
-	$(BIN)/pytest -m slow -q -p no:cacheprovider integrations
+	$(BIN)/pytest -m slow -q -p no:cacheprovider integrations/faults
 
 clean:
 	rm -rf $(VENV) .matrix .pytest_cache .mypy_cache .ruff_cache .moesif

@@ -91,7 +91,7 @@ def _check(options: Options, timeout: float) -> str:
     client = CollectorClient(timeouts)
     try:
         config = _fetch(client, "/v1/config", options)
-        _line("application id", f"accepted (GET /v1/config: {config.status})")
+        _line("app id check", f"accepted (GET /v1/config: {config.status})")
         rules = _fetch(client, "/v1/rules", options)
     finally:
         client.close()
