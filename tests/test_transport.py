@@ -218,6 +218,9 @@ def test_record_never_raises_on_garbage(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns at every fork of a process with threads; forking with the agent's worker
+# alive is the case under test (what a prefork server's master does).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_gets_a_live_worker(
     recorder: Recorder, make_agent: Callable[..., Agent]
 ) -> None:
