@@ -111,16 +111,59 @@ class SkipRules:
 
 class Flow:
     """One request's way through the core: its exchange, what callbacks receive as the request
-    and (once there is one) the response, and which steps already ran."""
+    and (once there is one) the response, which steps already ran, and how a streamed
+    response ended (``end``, ``failed``, ``closed``: ``done`` runs once, at the first)."""
 
-    __slots__ = ("ex", "finished", "identified", "request", "response")
+    __slots__ = (
+        "body",
+        "completed",
+        "core",
+        "ended",
+        "ex",
+        "finished",
+        "identified",
+        "request",
+        "response",
+        "started",
+    )
 
-    def __init__(self, ex: Exchange, request: Any) -> None:
+    def __init__(self, core: RequestCore, ex: Exchange, request: Any) -> None:
+        self.core = core
         self.ex = ex
         self.request = request
         self.response: Any = None
         self.identified = False
         self.finished = False
+        self.body: Body | None = None  # where response chunks are copied (None: not captured)
+        self.started = False  # a chunk went to the server: the status the client got is known
+        self.completed = False
+        self.ended = False
+
+    def end(self) -> None:
+        """The last byte is out (a server's close() may come much later)."""
+        self.completed = True
+        self.ex.response_time = time.time()
+        self._ending()
+
+    def failed(self, exc: BaseException) -> None:
+        if self.ex.error is None:
+            self.core.failed(self, exc, response_started=self.started)
+        self._ending()
+
+    def closed(self) -> None:
+        ex = self.ex
+        if self.started and not self.completed and ex.error is None:
+            ex.notes = {**(ex.notes or {}), "aborted": "the response was closed before its end"}
+        self._ending()
+
+    def _ending(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.done()
+
+    def done(self) -> None:
+        """Once the response ended: callbacks and record (a sync stack's default)."""
+        self.core.finish_now(self)
 
 
 class RequestCore:
@@ -157,6 +200,10 @@ class RequestCore:
         self.identify_args = identify_args or callback_args
         self.default_user = default_user
         self.skip_before_app = skip_before_app
+        callbacks = self.callbacks
+        self.plain = default_user is None and all(
+            getattr(callbacks, name) is None for name in _CALLBACKS
+        )
         self.run: Callable[[Steps[Any]], Any] = run_async if asynchronous else run_sync
 
     # Before the app -----------------------------------------------------------------------------
@@ -278,6 +325,15 @@ class RequestCore:
         except Exception:
             internal_error("finish")
         return True
+
+    def finish_now(self, flow: Flow) -> None:
+        """``finish`` on a sync stack; straight to ``record`` when there is no callback."""
+        if self.plain:
+            if not flow.finished:
+                flow.finished = True
+                self.record(flow)
+        else:
+            run_sync(self.finish(flow))
 
     def record(self, flow: Flow) -> None:
         """Hand the exchange to the agent, without callbacks (e.g. after a cancellation)."""

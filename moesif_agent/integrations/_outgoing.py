@@ -17,17 +17,16 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from .._capture import new_transaction_id
-from .._exchange import HEADERS_PAIRS, Body, Exchange
+from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
-from ._core import Flow, RequestCore, new_exchange, run_sync
-from ._tee import ResponseEnd, atee_chunks, tee_chunks
+from ._core import Flow, RequestCore, new_exchange
+from ._tee import atee_chunks, tee_chunks
 
 if TYPE_CHECKING:
     from .._agent import Agent
@@ -84,13 +83,9 @@ def _current() -> _Config | None:
 
 
 class _Call(Flow):
-    """One outgoing call being captured."""
+    """One outgoing call being captured (a streamed response ends through ``Flow``)."""
 
-    __slots__ = ("core",)
-
-    def __init__(self, core: RequestCore, ex: Exchange, request: Any) -> None:
-        super().__init__(ex, request)
-        self.core = core
+    __slots__ = ()
 
     def finish(self, response: Any) -> None:
         if self.finished:
@@ -99,9 +94,10 @@ class _Call(Flow):
         ex = self.ex
         if ex.response_time is None:
             ex.response_time = time.time()
-        run_sync(self.core.finish(self))
+        self.core.finish_now(self)
 
-    def failed(self, exc: BaseException) -> None:
+    def send_failed(self, exc: BaseException) -> None:
+        """The library raised: no response to record, the exception in the event."""
         self.core.failed(self, exc, response_started=True)
         self.finish(None)
 
@@ -128,7 +124,7 @@ class _Sending:
         if call is None:
             return
         if exc is not None:
-            call.failed(exc)
+            call.send_failed(exc)
             return
         try:
             self.respond(call, self.response, self.extra)
@@ -232,13 +228,13 @@ def _httpx_response(call: _Call, response: Any, tee: type[_SyncTee | _AsyncTee])
         return
     # Streamed: tee the raw (still content-encoded) stream as the caller reads it.
     call.ex.decoded = False
-    end = ResponseEnd(call.core, call, partial(call.finish, response))
-    end.body = call.ex.response_body
-    response.stream = tee(response.stream, end)
+    call.response = response
+    call.body = call.ex.response_body
+    response.stream = tee(response.stream, call)
 
 
 class _SyncTee(httpx.SyncByteStream):
-    def __init__(self, inner: Any, end: ResponseEnd) -> None:
+    def __init__(self, inner: Any, end: _Call) -> None:
         self.inner = inner
         self.end = end
 
@@ -253,7 +249,7 @@ class _SyncTee(httpx.SyncByteStream):
 
 
 class _AsyncTee(httpx.AsyncByteStream):
-    def __init__(self, inner: Any, end: ResponseEnd) -> None:
+    def __init__(self, inner: Any, end: _Call) -> None:
         self.inner = inner
         self.end = end
 

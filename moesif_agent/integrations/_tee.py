@@ -2,18 +2,17 @@
 
 ``InputTee`` stands in for a request stream (WSGI ``wsgi.input``, Django's ``request._stream``)
 and copies what the app reads. ``tee_chunks`` / ``atee_chunks`` pass a streamed response
-through chunk by chunk, copying it, and tell a :class:`ResponseEnd` how it ended.
+through chunk by chunk, copying it into ``flow.body``, and tell the flow how it ended.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._exchange import Body
-    from ._core import Flow, RequestCore
+    from ._core import Flow
 
 
 class InputTee:
@@ -81,46 +80,7 @@ class InputTee:
         return getattr(self._stream, name)
 
 
-class ResponseEnd:
-    """How one streamed response ended: its last chunk, a failure, or an early close.
-    ``done`` runs once, at the first of them."""
-
-    __slots__ = ("body", "completed", "core", "done", "flow", "started")
-
-    # ``started``: a chunk reached the client, so the status it got is the one recorded.
-
-    def __init__(self, core: RequestCore, flow: Flow, done: Callable[[], None]) -> None:
-        self.core = core
-        self.flow = flow
-        self.done: Callable[[], None] | None = done
-        self.body: Body | None = None  # where chunks are copied (None: not captured)
-        self.started = False
-        self.completed = False
-
-    def end(self) -> None:
-        """The last byte is out (a server's close() may come much later)."""
-        self.completed = True
-        self.flow.ex.response_time = time.time()
-        self._once()
-
-    def failed(self, exc: BaseException) -> None:
-        if self.flow.ex.error is None:
-            self.core.failed(self.flow, exc, response_started=self.started)
-        self._once()
-
-    def closed(self) -> None:
-        ex = self.flow.ex
-        if self.started and not self.completed and ex.error is None:
-            ex.notes = {**(ex.notes or {}), "aborted": "the response was closed before its end"}
-        self._once()
-
-    def _once(self) -> None:
-        done, self.done = self.done, None
-        if done is not None:
-            done()
-
-
-def tee_chunks(content: Iterable[bytes], end: ResponseEnd) -> Iterator[bytes]:
+def tee_chunks(content: Iterable[bytes], end: Flow) -> Iterator[bytes]:
     body = end.body
     try:
         for chunk in content:
@@ -136,7 +96,7 @@ def tee_chunks(content: Iterable[bytes], end: ResponseEnd) -> Iterator[bytes]:
     end.end()
 
 
-async def atee_chunks(content: AsyncIterable[bytes], end: ResponseEnd) -> AsyncIterator[bytes]:
+async def atee_chunks(content: AsyncIterable[bytes], end: Flow) -> AsyncIterator[bytes]:
     body = end.body
     try:
         async for chunk in content:

@@ -170,16 +170,14 @@ class MoesifASGIMiddleware(ReferenceMethods):
 class _Cycle(Flow):
     """One HTTP request/response cycle: the wrapped receive/send around the core's steps."""
 
-    __slots__ = ("capture", "core", "extra_headers", "middleware", "original_root_path", "started")
+    __slots__ = ("capture", "extra_headers", "middleware", "original_root_path")
 
     def __init__(self, middleware: MoesifASGIMiddleware, ex: Exchange, scope: Scope) -> None:
-        super().__init__(ex, scope)
+        super().__init__(middleware.core, ex, scope)
         self.middleware = middleware
-        self.core = middleware.core
         self.original_root_path = scope.get("root_path", "")
         self.capture = self.core.log_body
         self.extra_headers: list[tuple[bytes, bytes]] = []
-        self.started = False
 
     async def run(self, receive: Receive, send: Send) -> None:
         core = self.core

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -33,7 +32,7 @@ from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, Steps, describe, new_exchange, run_async, run_sync
 from ._reference import ReferenceMethods
-from ._tee import InputTee, ResponseEnd, atee_chunks, tee_chunks
+from ._tee import InputTee, atee_chunks, tee_chunks
 
 if TYPE_CHECKING:
     from .._governance import Plan
@@ -153,7 +152,7 @@ class MoesifDjangoMiddleware(ReferenceMethods):
             ex, meta, request.scheme or "http", core.echo_txid, core.forwarding.trusts
         )
         setattr(request, REQUEST_KEY, ex)
-        return Flow(ex, request)
+        return _Request(core, ex, request)
 
     def _handle(self, flow: Flow) -> Steps[Any]:
         """One request, for both the sync and the async path: the view is called through
@@ -276,22 +275,21 @@ class MoesifDjangoMiddleware(ReferenceMethods):
                     body.add(response.content)
             self.core.record(flow)
             return
-        end = ResponseEnd(self.core, flow, partial(self.core.record, flow))
         closers = getattr(response, "_resource_closers", None)
         if closers is not None:
-            closers.append(end.closed)
+            closers.append(flow.closed)
         if getattr(response, "file_to_stream", None) is not None and flow.request.META.get(
             "wsgi.file_wrapper"
         ):
             # Django hands the file to the server's file_wrapper (sendfile) and never iterates
             # streaming_content; the call is recorded when the server closes the response.
             ex.notes = dict(_FILE_RESPONSE_NOTE)
-            end.started = end.completed = True
+            flow.started = flow.completed = True
             return
         if capture:
-            end.body = ex.response_body = Body(self.core.max_body)
+            flow.body = ex.response_body = Body(self.core.max_body)
         tee = atee_chunks if response.is_async else tee_chunks
-        response.streaming_content = tee(response.streaming_content, end)
+        response.streaming_content = tee(response.streaming_content, flow)
 
     def _block_response(self, flow: Flow, body: bytes) -> Response:
         ex = flow.ex
@@ -301,6 +299,16 @@ class MoesifDjangoMiddleware(ReferenceMethods):
             headers[name] = value
         ex.response_headers = list(headers.items())
         return response
+
+
+class _Request(Flow):
+    """One Django request. The callbacks run when the view's response comes back (on the
+    request's own thread or loop); a streamed response is recorded when it ends."""
+
+    __slots__ = ()
+
+    def done(self) -> None:
+        self.core.record(self)
 
 
 def _callback_args(flow: Flow) -> tuple[Any, ...]:

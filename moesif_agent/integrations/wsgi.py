@@ -20,13 +20,15 @@ from .._guard import internal_error
 from .._options import Options
 from ._core import Flow, RequestCore, new_exchange, run_sync
 from ._reference import ReferenceMethods
-from ._tee import InputTee, ResponseEnd, tee_chunks
+from ._tee import InputTee, tee_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .._exchange import Exchange
 
 __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 
@@ -69,17 +71,19 @@ class MoesifWSGIMiddleware(ReferenceMethods):
         agent = self.agent
         if not agent.enabled:
             return self.app(environ, start_response)
-        core = self.core
         try:
-            flow = self._start(environ)
+            call = self._start(environ, start_response)
         except Exception:
             internal_error("WSGI request capture")
-            flow = None
-        if flow is None:
+            call = None
+        if call is None:
             return self.app(environ, start_response)
-        plan = None
+        core = self.core
         policy = agent.policy
-        if not policy.trivial:
+        if policy.trivial:
+            plan = None
+            call.extra_headers = core.added_headers(call, None)
+        else:
             body = None
             try:
                 size = core.body_ahead(
@@ -89,24 +93,25 @@ class MoesifWSGIMiddleware(ReferenceMethods):
                     body = _read_ahead(environ, size)
             except Exception:
                 internal_error("WSGI request body")
-            plan = run_sync(core.begin(flow, policy, body))
+            plan = run_sync(core.begin(call, policy, body))
             if plan is not None and plan.block is not None:
-                return self._blocked(flow, plan.block.body, start_response)
-        capture = core.capture(plan)
-        if capture:
-            tee = flow.ex.request_body = Body(core.max_body)
+                return self._blocked(call, plan.block.body, start_response)
+            call.extra_headers = core.added_headers(call, plan)
+        if core.capture(plan):
+            ex = call.ex
+            tee = ex.request_body = Body(core.max_body)
+            call.body = ex.response_body = Body(core.max_body)
             stream = environ.get("wsgi.input")
             if stream is not None:
                 environ["wsgi.input"] = InputTee(stream, tee)
-        response = _Response(core, flow, start_response, core.added_headers(flow, plan), capture)
         try:
-            result = self.app(environ, response.start_response)
+            result = self.app(environ, call.start_response)
         except BaseException as exc:
-            response.failed(exc)
+            call.failed(exc)
             raise
-        return response.wrap(result)
+        return call.wrap(result)
 
-    def _start(self, environ: WSGIEnvironment) -> Flow | None:
+    def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> _Call | None:
         method = environ.get("REQUEST_METHOD", "GET")
         path = wsgi_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         core = self.core
@@ -119,7 +124,7 @@ class MoesifWSGIMiddleware(ReferenceMethods):
         scheme = environ.get("wsgi.url_scheme", "http")
         fill_from_environ(ex, environ, scheme, core.echo_txid, core.forwarding.trusts)
         environ[ENVIRON_KEY] = ex
-        return Flow(ex, environ)
+        return _Call(core, ex, environ, start_response)
 
     def _callback_args(self, flow: Flow) -> tuple[Any, ...]:
         return self.app, flow.request
@@ -129,12 +134,12 @@ class MoesifWSGIMiddleware(ReferenceMethods):
             return self.app, flow.request
         return self.app, flow.request, dict(flow.ex.response_headers)
 
-    def _blocked(self, flow: Flow, body: bytes, start_response: StartResponse) -> Iterable[bytes]:
-        ex = flow.ex
+    def _blocked(self, call: _Call, body: bytes, start_response: StartResponse) -> Iterable[bytes]:
+        ex = call.ex
         start_response(_status_line(ex.status or 200), list(ex.response_headers))
         ex.response_time = time.time()
-        flow.response = ex.response_headers
-        run_sync(self.core.finish(flow))
+        call.response = ex.response_headers
+        self.core.finish_now(call)
         return [body]
 
 
@@ -148,24 +153,20 @@ def _read_ahead(environ: WSGIEnvironment, size: int) -> bytes | None:
     return data
 
 
-class _Response:
-    """start_response and the response iterable for one request."""
+class _Call(Flow):
+    """One request: ``start_response`` for the app, then the response iterable for the
+    server (iterated chunk by chunk and copied, never buffered). The call is finished at the
+    last chunk, on ``close()``, or when the app fails."""
 
-    __slots__ = ("_start_response", "capture", "core", "extra_headers", "flow")
+    __slots__ = ("_start_response", "extra_headers", "result")
 
     def __init__(
-        self,
-        core: RequestCore,
-        flow: Flow,
-        start_response: StartResponse,
-        extra_headers: list[tuple[str, str]],
-        capture: bool,
+        self, core: RequestCore, ex: Exchange, environ: WSGIEnvironment, start: StartResponse
     ) -> None:
-        self.core = core
-        self.flow = flow
-        self._start_response = start_response
-        self.extra_headers = extra_headers
-        self.capture = capture
+        super().__init__(core, ex, environ)
+        self._start_response = start
+        self.extra_headers: list[tuple[str, str]] = []
+        self.result: Iterable[bytes] = ()
 
     def start_response(
         self,
@@ -175,83 +176,63 @@ class _Response:
         | tuple[None, None, None]
         | None = None,
     ) -> Callable[[bytes], object]:
-        ex = self.flow.ex
+        ex = self.ex
         try:
             ex.status = int(status[:3])
-            ex.response_headers = list(headers)
-            ex.response_header_style = HEADERS_PAIRS
             extra = self.extra_headers
             if extra:
                 headers = headers + extra  # a new list: the app's list is not mutated
-                ex.response_headers += extra
-            self.flow.response = ex.response_headers
+                ex.response_headers = headers
+            else:
+                ex.response_headers = list(headers)
+            ex.response_header_style = HEADERS_PAIRS
+            self.response = ex.response_headers
         except Exception:
             internal_error("WSGI start_response")
         write = self._start_response(status, headers, exc_info)
-        if self.capture:
-            return _TeeWrite(write, self)
+        if self.body is not None:
+            return _TeeWrite(write, self.body)
         return write
 
     def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        file_wrapper = self.flow.request.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-            # Passed through untouched so the server can sendfile; recorded without its body.
-            self.flow.ex.notes = {"response_body": {"omitted": "file response"}}
-            self.done()
-            return result
-        return _ResponseTee(result, self)
+        file_wrapper = self.request.get("wsgi.file_wrapper")
+        if file_wrapper is not None and isinstance(file_wrapper, type):
+            if isinstance(result, file_wrapper):
+                # Passed through untouched so the server can sendfile; recorded without its
+                # body when the iterable is handed over.
+                self.ex.notes = {"response_body": {"omitted": "file response"}}
+                self.done()
+                return result
+        self.result = result
+        return self
 
-    def failed(self, exc: BaseException) -> None:
-        """The app raised before returning its iterable."""
-        self.core.failed(self.flow, exc)
-        self.done()
+    def __iter__(self) -> Iterator[bytes]:
+        return tee_chunks(self.result, self)
 
-    def done(self) -> None:
-        """Finish the exchange once: at the last chunk, on close(), or on failure."""
-        run_sync(self.core.finish(self.flow))
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        finally:
+            self.closed()
 
 
 class _TeeWrite:
     """The legacy ``write()`` callable, teed like the response iterable."""
 
-    __slots__ = ("response", "write")
+    __slots__ = ("body", "write")
 
-    def __init__(self, write: Callable[[bytes], object], response: _Response) -> None:
+    def __init__(self, write: Callable[[bytes], object], body: Body) -> None:
         self.write = write
-        self.response = response
+        self.body = body
 
     def __call__(self, data: bytes) -> object:
-        ex = self.response.flow.ex
-        if ex.response_body is None:
-            ex.response_body = Body(self.response.core.max_body)
-        ex.response_body.add(data)
+        self.body.add(data)
         return self.write(data)
-
-
-class _ResponseTee:
-    """The app's iterable, passed through chunk by chunk and copied up to the body cap; the
-    call is finished at its last chunk, or when the server closes it."""
-
-    def __init__(self, result: Iterable[bytes], response: _Response) -> None:
-        self._result = result
-        self._end = end = ResponseEnd(response.core, response.flow, response.done)
-        if response.capture:
-            ex = response.flow.ex
-            end.body = ex.response_body = ex.response_body or Body(response.core.max_body)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return tee_chunks(self._result, self._end)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._end.failed(exc)
-            raise
-        finally:
-            self._end.closed()
 
 
 def _status_line(status: int) -> str:
