@@ -12,7 +12,7 @@ from typing import Any
 
 from . import _entities as entities
 from . import _lifecycle
-from ._capture import credentials_user
+from ._capture import credentials_user, refill_transaction_ids
 from ._client import CollectorClient, MemorySink, Outcome
 from ._exchange import Exchange
 from ._guard import internal_error
@@ -81,7 +81,7 @@ class Agent:
             [self._events, *self._entities.values()],
             sender,
             on_outcome=self._remote.on_outcome,
-            periodic=self._remote.tick,
+            periodic=self._periodic,
         )
         # Requests seen per sample rate since the last kept event at that rate: a kept event's
         # weight is the number of requests it stands for, so weights sum to the request count.
@@ -162,6 +162,12 @@ class Agent:
 
     def _install_policy(self, policy: Policy) -> None:
         self.policy = policy
+
+    def _periodic(self) -> None:
+        """On every wake of the worker: the config refresh, and transaction ids made ahead
+        for the request threads."""
+        self._remote.tick()
+        refill_transaction_ids()
 
     # Lifecycle -----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 
 # How ``request_headers`` / ``response_headers`` are stored (see _capture.header_items).
 HEADERS_PAIRS = 0  # list of (name, value) str pairs, names in their usual case
-HEADERS_WSGI = 1  # list of (environ key, value): HTTP_USER_AGENT, CONTENT_TYPE...
+HEADERS_WSGI = 1  # a copy of the environ (or (key, value) pairs): HTTP_USER_AGENT, CONTENT_TYPE...
 HEADERS_ASGI = 2  # list of (name, value) bytes pairs, names lower case
 
 
@@ -53,19 +53,16 @@ class Body:
 
 
 class Exchange:
-    """One request/response pair as captured. Plain slots; no logic beyond defaults."""
+    """One request/response pair as captured. Plain data; no logic beyond defaults.
+
+    The fields every call sets are slots; the ones few calls set are class-level defaults,
+    so that creating an exchange (on every request) stores only what it must. Setting one of
+    those gives that exchange an instance dict."""
 
     __slots__ = (
-        "api_version",
-        "blocked_by",
-        "company_id",
-        "decoded",
-        "direction",
-        "error",
+        "__dict__",
         "host",
-        "metadata",
         "method",
-        "notes",
         "path",
         "query",
         "remote_addr",
@@ -78,42 +75,42 @@ class Exchange:
         "response_headers",
         "response_time",
         "route",
-        "sample_rate",
         "scheme",
-        "session_token",
         "status",
         "transaction_id",
         "user_id",
-        "weight",
     )
 
-    def __init__(self) -> None:
-        self.direction = "Incoming"
-        self.transaction_id: str = ""
-        self.request_time: float = 0.0
-        self.response_time: float | None = None
-        self.method = "GET"
+    direction = "Incoming"
+    company_id: str | None = None
+    session_token: str | None = None
+    metadata: dict[str, Any] | None = None
+    api_version: str | None = None
+    blocked_by: str | None = None
+    weight = 1
+    error: tuple[str, str] | None = None  # the exception's class and message
+    notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif
+    sample_rate: float | None = None  # decided before the app, when it could be
+    decoded = False  # response body already content-decoded despite Content-Encoding
+
+    def __init__(
+        self, method: str = "GET", path: str = "/", query: str = "", request_time: float = 0.0
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.request_time = request_time
+        self.transaction_id = ""
         self.scheme = "http"
         self.host = ""
-        self.path = "/"
-        self.query = ""
         self.remote_addr: str | None = None
-        self.request_headers: list[Any] = []
+        self.request_headers: Any = ()  # as request_header_style says
         self.request_header_style = HEADERS_PAIRS
         self.request_body: Body | None = None
         self.status: int | None = None
-        self.response_headers: list[Any] = []
+        self.response_headers: Any = ()
         self.response_header_style = HEADERS_PAIRS
         self.response_body: Body | None = None
-        self.user_id: str | None = None
-        self.company_id: str | None = None
-        self.session_token: str | None = None
-        self.metadata: dict[str, Any] | None = None
-        self.api_version: str | None = None
-        self.blocked_by: str | None = None
-        self.weight = 1
-        self.error: tuple[str, str] | None = None  # the exception's class and message
+        self.response_time: float | None = None
         self.route: str | None = None
-        self.notes: dict[str, Any] | None = None  # adapter remarks for metadata._moesif
-        self.sample_rate: float | None = None  # decided before the app, when it could be
-        self.decoded = False  # response body already content-decoded despite Content-Encoding
+        self.user_id: str | None = None

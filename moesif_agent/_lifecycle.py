@@ -82,8 +82,14 @@ def forget_shared() -> list[object]:
     return found
 
 
+# This process's id, kept current across forks: read on every request, where os.getpid() would
+# be a system call.
+pid = os.getpid()
+
+
 def _after_fork_in_child() -> None:
-    global _shared_lock, fork_guard, _fork_waited
+    global _shared_lock, fork_guard, _fork_waited, pid
+    pid = os.getpid()
     _shared_lock = threading.Lock()
     fork_guard = threading.RLock()
     _fork_waited = False

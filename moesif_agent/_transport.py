@@ -120,7 +120,7 @@ class Transport:
             return False
         queue.append(item)
         channel.queued_bytes += size
-        if self._pid != os.getpid():
+        if self._pid != _lifecycle.pid:
             self.start()
         if len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()

@@ -143,7 +143,9 @@ class Flow:
         """The last byte is out (a server's close() may come much later)."""
         self.completed = True
         self.ex.response_time = time.time()
-        self._ending()
+        if not self.ended:
+            self.ended = True
+            self.done()
 
     def failed(self, exc: BaseException) -> None:
         if self.ex.error is None:
@@ -190,6 +192,7 @@ class RequestCore:
         self.agent = agent
         self.callbacks = Callbacks(options, asynchronous=asynchronous, outgoing=outgoing)
         self.skips = SkipRules(options)
+        self.skips_any = bool(self.skips.methods) or self.skips.paths is not None
         self.log_body = options.log_body_outgoing if outgoing else options.log_body
         self.max_body = options.max_body_size
         self.echo_txid = not options.disable_transaction_id
@@ -210,7 +213,7 @@ class RequestCore:
 
     def skipped(self, method: str, path: str) -> bool:
         """Whether the declarative skip rules pass this request straight to the app."""
-        if self.skips(method, path):
+        if self.skips_any and self.skips(method, path):
             self.agent._skipped.increment()
             return True
         return False
@@ -328,12 +331,14 @@ class RequestCore:
 
     def finish_now(self, flow: Flow) -> None:
         """``finish`` on a sync stack; straight to ``record`` when there is no callback."""
-        if self.plain:
-            if not flow.finished:
-                flow.finished = True
-                self.record(flow)
-        else:
+        if not self.plain:
             run_sync(self.finish(flow))
+        elif not flow.finished:
+            flow.finished = True
+            ex = flow.ex
+            if ex.response_time is None:
+                ex.response_time = time.time()
+            self.agent.record(ex)
 
     def record(self, flow: Flow) -> None:
         """Hand the exchange to the agent, without callbacks (e.g. after a cancellation)."""
@@ -356,9 +361,4 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
 def new_exchange(method: str, path: str, query: str) -> Exchange:
     """An exchange stamped with the request's start time."""
-    ex = Exchange()
-    ex.request_time = time.time()
-    ex.method = method
-    ex.path = path or "/"
-    ex.query = query
-    return ex
+    return Exchange(method, path or "/", query, time.time())

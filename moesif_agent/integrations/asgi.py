@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._capture import assign_transaction_id
+from .._capture import assign_transaction_id, new_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, new_exchange, run_async
+from ._core import Flow, RequestCore, run_async
 from ._lifespan import FlushOnShutdown, lifespan
 from ._reference import ReferenceMethods
 
@@ -108,9 +108,10 @@ class MoesifASGIMiddleware(ReferenceMethods):
         if root_path and not path.startswith(root_path):
             path = root_path + path
         core = self.core
-        if core.skipped(method, path):
+        if core.skips_any and core.skipped(method, path):
             return None
-        ex = new_exchange(method, path, scope.get("query_string", b"").decode("latin-1"))
+        query = scope.get("query_string", b"")
+        ex = Exchange(method, path, query.decode("latin-1") if query else "", time.time())
         scheme = ex.scheme = scope.get("scheme", "http")
         headers = scope.get("headers") or []
         host = None
@@ -132,12 +133,15 @@ class MoesifASGIMiddleware(ReferenceMethods):
         client = scope.get("client")
         peer = ex.remote_addr = client[0] if client else None  # None: a unix socket
         app_scope = dict(scope)  # the app gets a copy; the router's additions land in it too
-        trusted = incoming is not None and core.forwarding.trusts(peer)
-        if assign_transaction_id(ex, incoming, trusted) and core.echo_txid:
-            # The app sees the id the call is recorded under, in place of any other.
-            txid = (_TXID, ex.transaction_id.encode("latin-1"))
-            headers = [h for h in headers if h[0] != _TXID] if incoming else list(headers)
-            headers.append(txid)
+        if incoming is None:
+            ex.transaction_id = txid = new_transaction_id()
+            if core.echo_txid:  # the app sees the id the call is recorded under
+                headers = app_scope["headers"] = [*headers, (_TXID, txid.encode("latin-1"))]
+        elif assign_transaction_id(ex, incoming, core.forwarding.trusts(peer)) and core.echo_txid:
+            # The app sees the id the call is recorded under, in place of the client's.
+            txid_header = (_TXID, ex.transaction_id.encode("latin-1"))
+            headers = [h for h in headers if h[0] != _TXID]
+            headers.append(txid_header)
             app_scope["headers"] = headers
         ex.request_headers = headers
         ex.request_header_style = HEADERS_ASGI
@@ -170,7 +174,14 @@ class MoesifASGIMiddleware(ReferenceMethods):
 class _Cycle(Flow):
     """One HTTP request/response cycle: the wrapped receive/send around the core's steps."""
 
-    __slots__ = ("capture", "extra_headers", "middleware", "original_root_path")
+    __slots__ = (
+        "_receive",
+        "_send",
+        "capture",
+        "extra_headers",
+        "middleware",
+        "original_root_path",
+    )
 
     def __init__(self, middleware: MoesifASGIMiddleware, ex: Exchange, scope: Scope) -> None:
         super().__init__(middleware.core, ex, scope)
@@ -197,12 +208,16 @@ class _Cycle(Flow):
                 await self._send_block(plan.block.body, send)
                 return
             self.capture = core.capture(plan)
-        self.extra_headers = _encode_headers(core.added_headers(self, plan))
+            self.extra_headers = _encode_headers(core.added_headers(self, plan))
+        elif core.echo_txid:
+            self.extra_headers = [(_TXID, ex.transaction_id.encode("latin-1"))]
         if self.capture:
             ex.request_body = Body(core.max_body)
             ex.response_body = Body(core.max_body)
         try:
-            await self.middleware.app(self.request, self._receive(receive), self._send(send))
+            self._receive = receive
+            self._send = send
+            await self.middleware.app(self.request, self.receive, self.send)
         except Exception as exc:
             if not self.finished:
                 core.failed(self, exc, response_started=self.started)
@@ -216,60 +231,54 @@ class _Cycle(Flow):
         if not self.finished:
             await self._finish(aborted=self.started)
 
-    def _receive(self, receive: Receive) -> Receive:
-        ex = self.ex
-
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            try:
-                kind = message["type"]
-                if kind == "http.request":
-                    body = ex.request_body
-                    if body is not None:
-                        chunk = message.get("body", b"")
-                        if chunk:
-                            body.add(chunk)
-                elif kind == "http.disconnect" and not self.finished:
-                    ex.notes = {**(ex.notes or {}), "aborted": "the client disconnected"}
-            except Exception:
-                internal_error("ASGI receive")
-            return message
-
-        return receive_wrapper
-
-    def _send(self, send: Send) -> Send:
-        ex = self.ex
-
-        async def send_wrapper(message: Message) -> None:
-            final = False
-            try:
-                kind = message["type"]
-                if kind == "http.response.start":
-                    self.started = True
-                    headers = list(message.get("headers") or [])
-                    ex.status = message["status"]
-                    if self.extra_headers:
-                        headers += self.extra_headers
-                        message = {**message, "headers": headers}
-                    ex.response_headers = headers
-                    ex.response_header_style = HEADERS_ASGI
-                elif kind == "http.response.body":
-                    body = ex.response_body
+    async def receive(self) -> Message:
+        """The app's ``receive``: request body chunks are copied as the app takes them."""
+        message = await self._receive()
+        try:
+            kind = message["type"]
+            if kind == "http.request":
+                body = self.ex.request_body
+                if body is not None:
                     chunk = message.get("body", b"")
-                    if body is not None and chunk:
+                    if chunk:
                         body.add(chunk)
-                    final = not message.get("more_body", False)
-                elif kind == "http.response.pathsend":
-                    ex.notes = {"response_body": {"omitted": "file response"}}
-                    final = True
-            except Exception:
-                internal_error("ASGI send")
-            await send(message)
-            if final and not self.finished:
-                ex.response_time = time.time()
-                await self._finish(aborted=False)
+            elif kind == "http.disconnect" and not self.finished:
+                ex = self.ex
+                ex.notes = {**(ex.notes or {}), "aborted": "the client disconnected"}
+        except Exception:
+            internal_error("ASGI receive")
+        return message
 
-        return send_wrapper
+    async def send(self, message: Message) -> None:
+        """The app's ``send``: the agent's headers added, response body chunks copied."""
+        ex = self.ex
+        final = False
+        try:
+            kind = message["type"]
+            if kind == "http.response.start":
+                self.started = True
+                headers = list(message.get("headers") or [])
+                ex.status = message["status"]
+                if self.extra_headers:
+                    headers += self.extra_headers
+                    message = {**message, "headers": headers}
+                ex.response_headers = headers
+                ex.response_header_style = HEADERS_ASGI
+            elif kind == "http.response.body":
+                body = ex.response_body
+                chunk = message.get("body", b"")
+                if body is not None and chunk:
+                    body.add(chunk)
+                final = not message.get("more_body", False)
+            elif kind == "http.response.pathsend":
+                ex.notes = {"response_body": {"omitted": "file response"}}
+                final = True
+        except Exception:
+            internal_error("ASGI send")
+        await self._send(message)
+        if final and not self.finished:
+            ex.response_time = time.time()
+            await self._finish(aborted=False)
 
     async def _send_block(self, body: bytes, send: Send) -> None:
         ex = self.ex
@@ -289,7 +298,11 @@ class _Cycle(Flow):
             ex.route = self.middleware.route_of(self.request, self.original_root_path)
         except Exception:
             internal_error("ASGI route")
-        await run_async(self.core.finish(self))
+        core = self.core
+        if core.plain:
+            core.finish_now(self)
+        else:
+            await run_async(core.finish(self))
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

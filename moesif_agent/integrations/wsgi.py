@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._capture import fill_from_environ, wsgi_text
-from .._exchange import HEADERS_PAIRS, Body
+from .._capture import TRANSACTION_ID_HEADER, fill_from_environ, wsgi_text
+from .._exchange import HEADERS_PAIRS, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, new_exchange, run_sync
+from ._core import Flow, RequestCore, run_sync
 from ._reference import ReferenceMethods
 from ._tee import InputTee, tee_chunks
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .._exchange import Exchange
 
 __all__ = ["MoesifMiddleware", "MoesifWSGIMiddleware"]
 
@@ -82,7 +81,8 @@ class MoesifWSGIMiddleware(ReferenceMethods):
         policy = agent.policy
         if policy.trivial:
             plan = None
-            call.extra_headers = core.added_headers(call, None)
+            if core.echo_txid:
+                call.extra_headers = [(TRANSACTION_ID_HEADER, call.ex.transaction_id)]
         else:
             body = None
             try:
@@ -97,7 +97,7 @@ class MoesifWSGIMiddleware(ReferenceMethods):
             if plan is not None and plan.block is not None:
                 return self._blocked(call, plan.block.body, start_response)
             call.extra_headers = core.added_headers(call, plan)
-        if core.capture(plan):
+        if core.log_body if plan is None else core.capture(plan):
             ex = call.ex
             tee = ex.request_body = Body(core.max_body)
             call.body = ex.response_body = Body(core.max_body)
@@ -113,14 +113,19 @@ class MoesifWSGIMiddleware(ReferenceMethods):
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> _Call | None:
         method = environ.get("REQUEST_METHOD", "GET")
-        path = wsgi_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.isascii():
+            path = wsgi_text(path)
         core = self.core
-        if core.skipped(method, path):
+        if core.skips_any and core.skipped(method, path):
             return None
         skip = core.callbacks.skip
         if skip is not None and core.skip_asked(skip(self.app, environ)):
             return None
-        ex = new_exchange(method, path, wsgi_text(environ.get("QUERY_STRING", "")))
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():
+            query = wsgi_text(query)
+        ex = Exchange(method, path or "/", query, time.time())
         scheme = environ.get("wsgi.url_scheme", "http")
         fill_from_environ(ex, environ, scheme, core.echo_txid, core.forwarding.trusts)
         environ[ENVIRON_KEY] = ex
