@@ -11,12 +11,13 @@ is replaced by a note that says why. Notes land in ``metadata._moesif.<request|r
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from ._exchange import Body
 from ._masking import KeySet, Masker
@@ -25,23 +26,18 @@ MULTIPART = "multipart/"
 
 
 class Encoded:
-    """What became of one body: ``value`` for the wire (None: no body), its
-    ``transfer_encoding``, and a note for metadata (None: nothing to say). ``raw`` holds JSON
-    bytes that may be spliced into the event as they arrived (masking changed nothing)."""
+    """What became of one body: ``value`` for the wire (None: no body; JSON that was valid
+    and needed no masking travels as an ``orjson.Fragment`` of the bytes as they came), its
+    ``transfer_encoding``, and a note for metadata (None: nothing to say)."""
 
-    __slots__ = ("note", "raw", "transfer_encoding", "value")
+    __slots__ = ("note", "transfer_encoding", "value")
 
     def __init__(
-        self,
-        value: Any,
-        transfer_encoding: str | None,
-        note: dict[str, Any] | None = None,
-        raw: bytes | None = None,
+        self, value: Any, transfer_encoding: str | None, note: dict[str, Any] | None = None
     ) -> None:
         self.value = value
         self.transfer_encoding = transfer_encoding
         self.note = note
-        self.raw = raw
 
 
 def encode(
@@ -93,50 +89,28 @@ def encode(
 # JSON ------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# The C scanner of a strict decoder (not in the typing stubs; it keeps no state between calls).
-_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
-    parse_constant=_reject_constant
-).scan_once
-_JSON_SPACE = " \t\n\r"
-# A \u escape of a UTF-16 surrogate: strict parsers reject one that is not half of a pair.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def loads(text: str) -> Any:
-    """Strict JSON (no NaN/Infinity), without ``json.loads``' per-call layers: on a small
-    body they cost as much as the parse itself."""
-    start = len(text) - len(text.lstrip(_JSON_SPACE))
-    try:
-        value, end = _scan_once(text, start)
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    if end != len(text) and text[end:].strip(_JSON_SPACE):
-        raise ValueError(f"extra data at {end}")
-    return value
+def loads(data: bytes | str) -> Any:
+    """Strict JSON, as every parser reads it the same way (orjson): no NaN or Infinity, no
+    lone surrogate, valid UTF-8, integers within 64 bits. Raises ``ValueError``."""
+    return orjson.loads(data)
 
 
 def _json(raw: bytes, keys: KeySet, masker: Masker, splice: bool) -> Encoded | None:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None  # not UTF-8: not JSON as the wire carries it; masked as text instead
-    try:
-        value = loads(text)
-    except (ValueError, RecursionError):
-        return None
+        value = orjson.loads(raw)
+    except ValueError:
+        return None  # masked as text instead
     if value.__class__ not in (dict, list):
         return None  # a scalar body would be ambiguous on the wire: sent as text
-    surrogates = b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
-    if surrogates:
-        value = strict(value)
-    changed = masker.json(value, keys)
-    if changed or surrogates or not splice or raw[:3] == b"\xef\xbb\xbf":
-        return Encoded(value, "json")
-    return Encoded(None, "json", raw=raw)
+    if splice and not keys.may_occur(raw):
+        return Encoded(orjson.Fragment(raw), "json")  # valid, and nothing to mask: as it came
+    masker.json(value, keys)
+    if not splice:
+        return Encoded(value, "json")  # the mask callback gets Python values
+    try:
+        return Encoded(orjson.Fragment(orjson.dumps(value)), "json")
+    except TypeError:  # nested deeper than the encoder goes
+        return None
 
 
 def strict(value: Any) -> Any:

@@ -71,12 +71,29 @@ def normalize_key(key: str) -> str:
 class KeySet:
     """A set of body/query keys to mask, with the default suffix rule when enabled."""
 
-    __slots__ = ("_seen", "keys", "suffixes")
+    __slots__ = ("_probe", "_seen", "keys", "suffixes")
 
     def __init__(self, keys: tuple[str, ...], suffixes: tuple[str, ...]) -> None:
         self.keys = frozenset(normalize_key(k) for k in keys)
         self.suffixes = suffixes
         self._seen: dict[str, bool] = {}  # body keys repeat: decide each one once
+        words = sorted(self.keys | set(suffixes), key=len, reverse=True)
+        self._probe: re.Pattern[bytes] | None = None
+        if words and all(word.isascii() for word in words):
+            self._probe = re.compile(b"|".join(re.escape(w.encode()) for w in words))
+
+    def may_occur(self, raw: bytes) -> bool:
+        """Whether a key to mask may occur in ``raw`` (a JSON text): one C-level scan, so that
+        most bodies are never walked. Escapes (\\u0070assword) may spell anything."""
+        if not self.keys and not self.suffixes:
+            return False
+        probe = self._probe
+        if probe is None or b"\\u" in raw:
+            return True
+        low = raw.lower()
+        if b"_" in low or b"-" in low or b" " in low:
+            low = low.replace(b"_", b"").replace(b"-", b"").replace(b" ", b"")
+        return probe.search(low) is not None
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.suffixes)

@@ -10,14 +10,14 @@ exceeds ``MAX_EVENT_BYTES``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+import orjson
 
 from . import _bodies as bodies
 from ._capture import credentials_user, header_maps, new_transaction_id
@@ -66,22 +66,13 @@ class WireEncoder:
         self.auth_field = options.authorization_user_id_field
         self.mask_event_model = options.mask_event_model
         self.max_body = options.max_body_size
-        # JSON bodies that masking left unchanged are spliced into the encoded event as they
-        # arrived instead of being encoded a second time: (quoted placeholder, raw bytes).
-        self._raw: list[tuple[bytes, bytes]] = []
-        nonce = os.urandom(8).hex()
-        markers = [f"\x00{nonce}{i}\x00" for i in range(2)]  # request, response
-        self._markers = [(m, json.dumps(m).encode("ascii")) for m in markers]
 
     def encode(self, item: Exchange | Mapping[str, Any]) -> bytes:
         """The JSON bytes of one event; raises ``Dropped`` when it must not be sent."""
-        self._raw.clear()
         event = self.event(item) if isinstance(item, Exchange) else self.custom_event(item)
         if self.mask_event_model is not None:
             event = apply_mask_callback(self.mask_event_model, event)
         data = _dumps(event)
-        for placeholder, raw in self._raw:
-            data = data.replace(placeholder, raw, 1)
         if len(data) > MAX_EVENT_BYTES:
             data = _dumps(_without_bodies(event))
             if len(data) > MAX_EVENT_BYTES:
@@ -92,9 +83,9 @@ class WireEncoder:
         """A wire event built by the caller: copied (never mutated), completed and masked."""
         if not isinstance(item, Mapping) or not isinstance(item.get("request"), Mapping):
             raise Dropped("invalid")
-        try:
-            event: dict[str, Any] = json.loads(json.dumps(item, default=str))
-        except (TypeError, ValueError, RecursionError):
+        try:  # a copy, and only what JSON can carry
+            event: dict[str, Any] = orjson.loads(_dumps(dict(item)))
+        except (Dropped, ValueError):
             raise Dropped("invalid") from None
         event.setdefault("transaction_id", new_transaction_id())
         event.setdefault("direction", "Incoming")
@@ -228,12 +219,7 @@ class WireEncoder:
         if encoded.transfer_encoding is None:
             return
         target["transfer_encoding"] = encoded.transfer_encoding
-        if encoded.raw is not None:
-            marker, quoted = self._markers[len(self._raw)]
-            target["body"] = marker
-            self._raw.append((quoted, encoded.raw))
-        else:
-            target["body"] = encoded.value
+        target["body"] = encoded.value
 
 
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -251,44 +237,20 @@ def _trace_ids(lower: Mapping[str, str], metadata: dict[str, Any]) -> None:
         metadata.setdefault("sentry_trace_id", match.group(1))
 
 
-def _make_iterencode() -> Callable[[Any, int], Any] | None:
-    """CPython's C encoder, built once: json.dumps builds a new one on every call, which
-    costs as much as encoding a small event. (Events are trees, so no cycle check; values
-    callbacks returned that JSON has no type for are sent as their ``str``; NaN and Infinity
-    are refused, see ``_dumps``.)"""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    escape = getattr(json.encoder, "c_encode_basestring_ascii", None)
-    if make is None or escape is None:
-        return None
-    encoder: Callable[[Any, int], Any] = make(
-        None, str, escape, None, ":", ",", False, False, False
-    )
-    return encoder
-
-
-_iterencode = _make_iterencode()
-# A \u escape of a UTF-16 surrogate, a pair first: a lone one makes strict parsers reject the
-# whole batch (a forged JWT ``sub``, a callback's value).
-_SURROGATE = re.compile(rb"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}")
-
-
-def _encode(value: Any) -> bytes:
-    if _iterencode is not None:
-        return "".join(_iterencode(value, 0)).encode("ascii")
-    return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False).encode("ascii")
+_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def _dumps(event: dict[str, Any]) -> bytes:
-    """Strict JSON, always: NaN/Infinity become null and lone surrogates U+FFFD when they
-    occur (rare: the plain encoding is tried first)."""
+    """Strict JSON, always (orjson: NaN and Infinity become null). A string with a lone
+    surrogate (a forged JWT ``sub``, a callback's value) makes orjson refuse the event; then
+    it is encoded again with U+FFFD in its place, and values JSON has no type for as their
+    ``str``."""
     try:
-        try:
-            data = _encode(event)
-        except ValueError:  # NaN or Infinity
-            return _encode(bodies.strict(event))
-        if b"\\ud" in data and any(len(m.group()) == 6 for m in _SURROGATE.finditer(data)):
-            return _encode(bodies.strict(event))
-        return data
+        return orjson.dumps(event)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(bodies.strict(event), default=str, option=_OPTIONS)
     except (TypeError, ValueError, RecursionError) as exc:
         logger.debug("moesif-agent: event not serialisable: %s", exc)
         raise Dropped("invalid") from None

@@ -321,10 +321,30 @@ def _reject(constant: str) -> Any:
     raise ValueError(constant)
 
 
+def _interoperable(value: Any) -> Any:
+    """What every strict parser reads alike: no lone surrogate, integers within 64 bits."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # raises on a lone surrogate (a UnicodeError: a ValueError)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**64:
+            raise ValueError("integer beyond 64 bits")
+        elif isinstance(item, float) and item in (float("inf"), float("-inf")):
+            raise ValueError("a number beyond the double range (1e999)")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 def _agrees_with_json_loads(text: str) -> None:
-    """The agent's parse is strict JSON: json.loads without NaN and Infinity."""
+    """The agent's parse is strict, interoperable JSON: json.loads without NaN, Infinity,
+    lone surrogates or integers beyond 64 bits."""
     try:
-        expected: Any = json.loads(text, parse_constant=_reject)
+        expected: Any = _interoperable(json.loads(text, parse_constant=_reject))
     except (ValueError, RecursionError) as exc:
         expected = type(exc)
     try:
