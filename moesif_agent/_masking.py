@@ -77,7 +77,8 @@ class KeySet:
         self.keys = frozenset(normalize_key(k) for k in keys)
         self.suffixes = suffixes
         self._seen: dict[str, bool] = {}  # body keys repeat: decide each one once
-        words = sorted(self.keys | set(suffixes), key=len, reverse=True)
+        words = sorted(self.keys | set(suffixes), key=len)
+        words = [w for i, w in enumerate(words) if not any(v in w for v in words[:i])]
         self._probe: re.Pattern[bytes] | None = None
         if words and all(word.isascii() for word in words):
             self._probe = re.compile(b"|".join(re.escape(w.encode()) for w in words))
@@ -136,7 +137,8 @@ class Masker:
         self.request_keys = KeySet((*key_defaults, *options.request_body_masks), suffixes)
         self.response_keys = KeySet((*key_defaults, *options.response_body_masks), suffixes)
         self.query_keys = KeySet((*key_defaults, *options.uri_query_masks), suffixes)
-        self._lower: dict[str, str] = {}  # header names repeat: lower each once
+        # header name -> its lower-case name when it is to be masked, else "" (per mask set)
+        self._decided: dict[frozenset[str], dict[str, str]] = {}
 
     # Headers
 
@@ -145,14 +147,17 @@ class Masker:
         keys = self.header_keys
         if not names and not keys:
             return headers
-        cache = self._lower
+        decided = self._decided.get(names)
+        if decided is None:
+            decided = self._decided[names] = {}
         for name, value in headers.items():
-            lowered = cache.get(name)
-            if lowered is None:
-                lowered = name.lower()
-                if len(cache) < 4096:
-                    cache[name] = lowered
-            if lowered in names or lowered in keys:
+            lowered = decided.get(name)
+            if lowered is None:  # header names repeat: each is decided once per mask set
+                low = name.lower()
+                lowered = low if low in names or low in keys else ""
+                if len(decided) < 4096:
+                    decided[name] = lowered
+            if lowered:
                 headers[name] = _mask_header(lowered, value)
         return headers
 
