@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import socket
 import threading
 import time
 import urllib.request
@@ -140,6 +141,9 @@ class CollectorClient:
                     retries=0,
                     proxy=self._proxy,
                     limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                    # httpcore writes headers and body apart: with Nagle, a collector that
+                    # delays its ACKs (40 ms) would make every other batch wait for it.
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                 )
             self._pool_pid = pid
         return self._pool

@@ -26,6 +26,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _own_spool(_clean_environment: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches a test's agents cannot deliver are spooled under the test's own directory,
+    never into the user's cache (a test may still pass spool_dir explicitly)."""
+    monkeypatch.setenv("MOESIF_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 def shutdown_shared_agents() -> None:
     for agent in _lifecycle.forget_shared():
         assert isinstance(agent, Agent)
