@@ -8,12 +8,14 @@ them); the worker encodes, gzips and POSTs them to a loopback sink in another pr
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from typing import Any
 
 from moesif_agent import Agent
 from moesif_agent._capture import new_transaction_id
+from moesif_agent._client import GZIP_LEVEL
 from moesif_agent._exchange import HEADERS_WSGI, Body, Exchange
 
 from ._util import median, sink, table
@@ -112,8 +114,46 @@ def drain_rate(url: str, count: int = 50_000) -> float:
     return count / elapsed
 
 
+def stages(url: str, batches: int = 100, batch: int = 100) -> list[list[object]]:
+    """Where the worker's time per event goes: building and masking the event and encoding
+    it (one call), gzip of its batch, and the POST (CPU of this thread, and wall clock)."""
+    agent = Agent(application_id="bench", base_uri=url)
+    agent.flush(timeout=10)
+    encode = agent._encoder.encode
+    pool = [exchange() for _ in range(batch)]
+    encode_s = gzip_s = post_cpu = post_wall = 0.0
+    for _ in range(batches):
+        started = time.perf_counter()
+        payload = b"[" + b",".join(encode(item) for item in pool) + b"]"
+        encode_s += time.perf_counter() - started
+        started = time.perf_counter()
+        compressed = gzip.compress(payload, compresslevel=GZIP_LEVEL)
+        gzip_s += time.perf_counter() - started
+        started, cpu = time.perf_counter(), time.thread_time()
+        outcome = agent._transport.sender.post_json("/v1/events/batch", payload)
+        post_cpu += time.thread_time() - cpu
+        post_wall += time.perf_counter() - started
+        assert outcome.ok, outcome
+    agent.shutdown()
+    events = batches * batch
+    per = 1e6 / events
+    return [
+        ["worker: build, mask and encode one event", f"{encode_s * per:.2f} µs"],
+        [f"worker: gzip (level {GZIP_LEVEL}), per event", f"{gzip_s * per:.2f} µs"],
+        [
+            f"worker: POST of a {batch}-event batch (gzip included), CPU per event",
+            f"{post_cpu * per:.2f} µs",
+        ],
+        [
+            f"worker: POST, wall clock per event ({len(compressed)} B compressed)",
+            f"{post_wall * per:.2f} µs",
+        ],
+    ]
+
+
 def main() -> list[list[object]]:
     with sink() as url:
+        print(table(["worker stage", "per event"], stages(url)))
         record_cost(url, 5_000)  # warm-up
         walls, cpus, rates, drains = [], [], [], []
         size = 0
