@@ -319,11 +319,18 @@ def user_from_credentials(value: str, field: str) -> str | None:
     return None
 
 
-def credentials_user(ex: Exchange, names: Iterable[str], field: str) -> str | None:
+def credentials_user(
+    ex: Exchange, names: Iterable[str], field: str, lower: Mapping[str, str] | None = None
+) -> str | None:
     """The user id carried by the request's credentials: the first of ``names``
-    (Authorization-style headers) whose value names a user. The one place this rule lives."""
+    (Authorization-style headers) whose value names a user. The one place this rule lives.
+    ``lower``: the request's headers with lower-case names, when the caller has them."""
     for name in names:
-        value = header_value(ex.request_header_style, ex.request_headers, name.lower())
+        name = name.lower()
+        if lower is not None:
+            value = lower.get(name)
+        else:
+            value = header_value(ex.request_header_style, ex.request_headers, name)
         if value:
             user = user_from_credentials(value, field)
             if user:

@@ -73,7 +73,7 @@ class Forwarding:
     def __init__(self, trusted: Iterable[str], header: str = X_FORWARDED_FOR) -> None:
         self.trusted = TrustedProxies(trusted)
         self.header = header.lower()
-        self._origin_names = (
+        self.origin_names = (
             frozenset((FORWARDED,))
             if self.header == FORWARDED
             else frozenset(("x-forwarded-proto", "x-forwarded-host"))
@@ -117,7 +117,7 @@ class Forwarding:
 
     def origin(self, peer: str | None, lower: Mapping[str, str]) -> tuple[str | None, str | None]:
         """(scheme, host) as a trusted proxy tells them, else (None, None)."""
-        if lower.keys().isdisjoint(self._origin_names) or not self.trusts(peer):
+        if lower.keys().isdisjoint(self.origin_names) or not self.trusts(peer):
             return None, None
         if self.header == FORWARDED:
             hops = _forwarded_pairs(lower[FORWARDED])

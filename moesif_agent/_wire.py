@@ -114,10 +114,11 @@ class WireEncoder:
         incoming = ex.direction == "Incoming"
         user_id = ex.user_id
         if user_id is None and incoming:
-            user_id = credentials_user(ex, self.auth_headers, self.auth_field)
+            user_id = credentials_user(ex, self.auth_headers, self.auth_field, lower)
         scheme, host = ex.scheme, ex.host
-        if incoming:
-            proto, forwarded_host = self.forwarding.origin(ex.remote_addr, lower)
+        forwarding = self.forwarding
+        if incoming and not lower.keys().isdisjoint(forwarding.origin_names):
+            proto, forwarded_host = forwarding.origin(ex.remote_addr, lower)
             if proto is not None and proto.lower() in _SCHEMES:
                 scheme = proto.lower()
             host = forwarded_host or host
