@@ -401,9 +401,10 @@ async def test_non_ascii_headers_and_huge_bodies(
     assert note == {"truncated": True, "size": len(payload), "captured": 1000}
 
 
-async def test_fastapi_route_template_bodies_and_callbacks(
+async def fastapi_calls(
     settings: dict[str, Any], recorder: Recorder
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, Any, Any]]]:
+    """A FastAPI app with callbacks, one GET and one POST: (GET event, POST event, calls)."""
     fastapi = pytest.importorskip("fastapi")
     api = fastapi.FastAPI()
 
@@ -444,15 +445,31 @@ async def test_fastapi_route_template_bodies_and_callbacks(
         created = await client.post("/items", json={"name": "w"})
         assert created.status_code == 201
     recorded = {e["request"]["verb"]: e for e in events(moesif_of(api), recorder)}
-    get, post = recorded["GET"], recorded["POST"]
+    return recorded["GET"], recorded["POST"], calls
+
+
+async def test_fastapi_route_template_and_path_params(
+    settings: dict[str, Any], recorder: Recorder
+) -> None:
+    get, _, _ = await fastapi_calls(settings, recorder)
     assert get["metadata"]["route"] == "/items/{item_id}"
     assert get["metadata"]["path_params"] == {"item_id": "5"}
-    assert get["user_id"] == "u-5"
-    assert get["company_id"] == "acme"
+
+
+async def test_fastapi_bodies(settings: dict[str, Any], recorder: Recorder) -> None:
+    get, post, _ = await fastapi_calls(settings, recorder)
     assert get["response"]["body"] == {"id": 5}
     assert post["request"]["body"] == {"name": "w"}
     assert post["response"]["body"] == {"name": "w"}
     assert post["response"]["status"] == 201
+
+
+async def test_fastapi_callbacks_get_starlette_objects_once_each(
+    settings: dict[str, Any], recorder: Recorder
+) -> None:
+    get, _, calls = await fastapi_calls(settings, recorder)
+    assert get["user_id"] == "u-5"
+    assert get["company_id"] == "acme"
     assert ("user", "Request", 200) in calls
     assert ("company", "Request", 201) in calls
     assert len(calls) == 4  # once per callback per request
