@@ -146,12 +146,15 @@ class Delivery:
 
     # Taken items -------------------------------------------------------------------------------
 
-    def deliver(self, channel: Channel, items: list[Any]) -> bool:
-        """Encode and send items taken off ``channel``; True if all arrived (or were meant
-        not to be sent)."""
+    def encode(self, channel: Channel, items: list[Any]) -> list[bytes]:
+        """Encode items taken off ``channel`` (they are in flight from now on)."""
         self.tally.take(len(items))
         encoded = self._encode(channel, items)
-        items.clear()  # the captured exchanges are no longer needed while this is sent
+        items.clear()  # the captured exchanges are no longer needed
+        return encoded
+
+    def send(self, channel: Channel, encoded: list[bytes]) -> bool:
+        """Send encoded items of ``channel``; True if all arrived (or went to the spool)."""
         return self._send(channel, encoded) if encoded else True
 
     def _encode(self, channel: Channel, items: list[Any]) -> list[bytes]:

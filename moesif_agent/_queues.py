@@ -96,6 +96,11 @@ class Channel:
         # difference says whether request threads queued anything meanwhile (the app is busy).
         self.popped = 0
         self.activity_seen = 0
+        # Encoded items waiting for their batch to fill (worker only), and since when (the
+        # monotonic time of the oldest one's capture).
+        self.ready: list[bytes] = []
+        self.ready_bytes = 0
+        self.ready_since = 0.0
 
     def app_active(self) -> bool:
         """Whether request threads queued items since the last call (worker thread only)."""

@@ -57,6 +57,19 @@ class _Marker:
         self.deadline = deadline
 
 
+_SLICE = 16  # items encoded per wake of the worker while requests keep coming
+
+
+def _captured_at(item: Any) -> float:
+    """The monotonic time an item was captured (its response's end), or now."""
+    ex = getattr(item, "ex", item)  # an exchange held for the first config
+    finished = getattr(ex, "response_time", None) or getattr(ex, "request_time", None)
+    now = time.monotonic()
+    if isinstance(finished, float):
+        return now - max(0.0, time.time() - finished)
+    return now
+
+
 class Transport:
     """Queues plus the worker thread. One per agent."""
 
@@ -74,6 +87,9 @@ class Transport:
         self.options = options
         self.channels = {channel.name: channel for channel in channels}
         self.batch_size = options.batch_size
+        # The worker encodes as soon as a slice is queued and POSTs once a batch is encoded:
+        # each hold of the GIL stays short (a slice) while each POST carries a whole batch.
+        self.slice = min(self.batch_size, _SLICE)
         self.sender = sender
         self.on_outcome = on_outcome
         self.periodic = periodic
@@ -103,6 +119,8 @@ class Transport:
         self.delivery.hurry = self._hurry
         for channel in self.channels.values():
             channel.clear()
+            channel.ready = []  # the parent sends what it had encoded
+            channel.ready_bytes = 0
             channel.dropped_full = Counter()
             channel.dropped_bytes = Counter()
 
@@ -122,7 +140,7 @@ class Transport:
         channel.queued_bytes += size
         if self._pid != _lifecycle.pid:
             self.start()
-        if len(queue) >= self.batch_size and not self._wake.is_set():
+        if len(queue) >= self.slice and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -139,7 +157,7 @@ class Transport:
     # Any thread ----------------------------------------------------------------------------------
 
     def pending(self) -> int:
-        return sum(len(channel.queue) for channel in self.channels.values())
+        return sum(len(channel.queue) + len(channel.ready) for channel in self.channels.values())
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call was delivered (True) or given up,
@@ -201,7 +219,7 @@ class Transport:
             self._started()
             while True:
                 if not self._ready():
-                    self._wake.wait(delivery.wait(self.options.batch_max_time))
+                    self._wake.wait(delivery.wait(self._due()))
                 self._wake.clear()
                 with self._lock:
                     markers, self._markers = self._markers, []
@@ -258,23 +276,63 @@ class Transport:
 
     def _ready(self) -> bool:
         return self._stopping or any(
-            len(channel.queue) >= self.batch_size for channel in self.channels.values()
+            len(channel.queue) >= self.slice for channel in self.channels.values()
         )
+
+    def _due(self) -> float:
+        """Seconds until an encoded batch is due (``batch_max_time`` after its oldest item)."""
+        wait = self.options.batch_max_time
+        now = time.monotonic()
+        for channel in self.channels.values():
+            if channel.ready:
+                wait = min(wait, max(0.0, channel.ready_since + wait - now))
+        return wait
 
     def _count_leftovers(self, reason: str) -> None:
         for channel in self.channels.values():
-            if channel.queue and self._pid == os.getpid():
+            if self._pid != os.getpid():
+                continue
+            if channel.queue:
                 self.tally.drop(reason, channel.clear(), in_flight=False)
+            if channel.ready:
+                self.tally.drop(reason, len(channel.ready))
+                channel.ready = []
+                channel.ready_bytes = 0
 
     def _drain(self, channel: Channel, limit: int, markers: list[_Marker]) -> None:
+        """Encode what is queued, a slice at a time, and send each full batch; send what is
+        encoded anyway when it is due, flushed or shut down."""
+        delivery = self.delivery
+        max_bytes = self.options.batch_max_bytes
         while limit > 0 and channel.queue:
             if self._stopping and self._expired():
-                return
-            items = channel.take(min(limit, self.batch_size), self.options.batch_max_bytes)
+                break
+            room = self.batch_size - len(channel.ready)
+            items = channel.take(min(limit, self.slice, room), max_bytes - channel.ready_bytes)
             limit -= len(items)
-            if items and not self.delivery.deliver(channel, items):
-                for marker in markers:
-                    marker.ok = False
+            if items:
+                if not channel.ready:
+                    channel.ready_since = _captured_at(items[0])
+                encoded = delivery.encode(channel, items)
+                channel.ready += encoded
+                channel.ready_bytes += sum(map(len, encoded))
+            if len(channel.ready) >= self.batch_size or channel.ready_bytes >= max_bytes:
+                self._send_ready(channel, markers)
+        if channel.ready and (
+            markers
+            or self._stopping
+            or time.monotonic() - channel.ready_since >= self.options.batch_max_time
+        ):
+            self._send_ready(channel, markers)
+
+    def _send_ready(self, channel: Channel, markers: list[_Marker]) -> None:
+        ready, channel.ready = channel.ready, []
+        channel.ready_bytes = 0
+        if self._stopping and self._expired():
+            self.tally.drop("shutdown", len(ready))
+        elif not self.delivery.send(channel, ready):
+            for marker in markers:
+                marker.ok = False
 
     def stats(self) -> dict[str, Any]:
         tally = self.tally
