@@ -45,6 +45,11 @@ def test_editing_config_and_rules_reaches_the_running_app(collector: CollectorPr
     )
     client = httpx.Client(base_url=server.url, timeout=10)
     try:
+        # Events recorded before the agent's first config answer are sampled by that answer:
+        # wait until one is stored, so that the first answer is the file as it is now.
+        warm_up = str(uuid.uuid4())
+        client.get("/items/1", headers={"X-Moesif-Transaction-Id": warm_up})
+        until(lambda: any(e["transaction_id"] == warm_up for e in collector.events()))
         health_before = [str(uuid.uuid4()) for _ in range(5)]
         for txid in health_before:
             client.get("/health", headers={"X-Moesif-Transaction-Id": txid})
