@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import types
 
 import pytest
@@ -49,3 +51,22 @@ def test_each_integration_module_pins_its_public_names(name: str) -> None:
 def test_the_reference_agents_name_is_an_alias(name: str, alias: str, primary: str) -> None:
     module = importlib.import_module(f"moesif_agent.integrations.{name}")
     assert getattr(module, alias) is getattr(module, primary)
+
+
+@pytest.mark.parametrize(
+    ("name", "framework", "extra"),
+    [
+        ("flask", "flask", "flask"),
+        ("starlette", "starlette", "starlette"),
+        ("django", "django", "django"),
+    ],
+)
+def test_a_missing_framework_names_the_extra_to_install(
+    name: str, framework: str, extra: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{framework!r}] = None\nimport moesif_agent.integrations.{name}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"pip install 'moesif-agent[{extra}]'" in done.stderr

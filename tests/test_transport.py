@@ -194,7 +194,9 @@ def test_queue_stays_bounded_while_the_collector_is_down(make_agent: Callable[..
     elapsed = time.perf_counter() - started
     stats = agent.stats()
     assert stats["queued"] <= 1000
-    assert stats["dropped"]["queue_full"] >= 98_000
+    # Besides the 1,000 queued, the worker takes a batch at a time and drops it after its
+    # 0.2 s of retries: how many it gets through while the loop runs depends on the machine.
+    assert stats["dropped"]["queue_full"] >= 90_000
     assert stats["captured"] == 100_000
     assert elapsed < 5  # record() never waits on the network
     agent.flush(timeout=10)

@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import got_request_exception, request
+try:
+    from flask import got_request_exception, request
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "moesif_agent.integrations.flask needs Flask: pip install 'moesif-agent[flask]'"
+    ) from exc
 
 from .._agent import Agent
 from .._options import Options

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+try:
+    from starlette.requests import Request
+    from starlette.responses import Response
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "moesif_agent.integrations.starlette needs Starlette: pip install 'moesif-agent[starlette]'"
+    ) from exc
 
 from .asgi import MoesifASGIMiddleware, _Cycle
 
