@@ -10,35 +10,24 @@ httpx's ``Auth.auth_flow``). Runs on the request thread or the event loop: no I/
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._callbacks import wrap, wrap_async
 from .._capture import TRANSACTION_ID_HEADER, credentials_user
 from .._exchange import HEADERS_PAIRS, Body, Exchange
 from .._forwarding import Forwarding
 from .._guard import internal_error
+from ._settings import CALLBACKS, Callbacks, SkipRules
 
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._governance import Plan
-    from .._options import Options
     from .._policy import Policy
 
 T = TypeVar("T")
 Step = tuple[Callable[..., Any], tuple[Any, ...]]
 Steps = Generator[Step, Any, T]
-
-# Paths of health checks and probes, skipped when skip_probe_paths=True (listed in the README).
-PROBE_PATHS = (
-    r"/(health|healthz|healthcheck|health-check|livez|readyz|ready|live|liveness|readiness"
-    r"|ping|status|metrics)/?",
-    r"/favicon\.ico",
-    r"/robots\.txt",
-)
-_CALLBACKS = ("skip", "identify_user", "identify_company", "get_session_token", "get_metadata")
 
 
 def run_sync(steps: Steps[T]) -> T:
@@ -72,41 +61,6 @@ async def run_async(steps: Steps[T]) -> T:
     except StopIteration as stop:
         value: T = stop.value
         return value
-
-
-class Callbacks:
-    """The user's per-request callbacks, wrapped once: sync ones for WSGI stacks, awaitable
-    ones for ASGI stacks. A wrapped callback never raises and returns a checked value."""
-
-    __slots__ = _CALLBACKS
-
-    skip: Callable[..., Any] | None
-    identify_user: Callable[..., Any] | None
-    identify_company: Callable[..., Any] | None
-    get_session_token: Callable[..., Any] | None
-    get_metadata: Callable[..., Any] | None
-
-    def __init__(self, options: Options, *, asynchronous: bool, outgoing: bool = False) -> None:
-        wrapper: Callable[[str, Any], Any] = wrap_async if asynchronous else wrap
-        suffix = "_outgoing" if outgoing else ""
-        for name in _CALLBACKS:
-            setattr(self, name, wrapper(name + suffix, getattr(options, name + suffix)))
-
-
-class SkipRules:
-    """The declarative skips: ``skip_paths`` (regexes), ``skip_methods``, probe paths."""
-
-    __slots__ = ("methods", "paths")
-
-    def __init__(self, options: Options) -> None:
-        paths = list(options.skip_paths)
-        if options.skip_probe_paths:
-            paths += [f"^{p}$" for p in PROBE_PATHS]
-        self.paths = re.compile("|".join(f"(?:{p})" for p in paths)).search if paths else None
-        self.methods = frozenset(m.upper() for m in options.skip_methods)
-
-    def __call__(self, method: str, path: str) -> bool:
-        return method in self.methods or (self.paths is not None and self.paths(path) is not None)
 
 
 class Flow:
@@ -205,7 +159,7 @@ class RequestCore:
         self.skip_before_app = skip_before_app
         callbacks = self.callbacks
         self.plain = default_user is None and all(
-            getattr(callbacks, name) is None for name in _CALLBACKS
+            getattr(callbacks, name) is None for name in CALLBACKS
         )
         self.run: Callable[[Steps[Any]], Any] = run_async if asynchronous else run_sync
 
