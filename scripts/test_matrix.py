@@ -57,22 +57,6 @@ SHOWN = ("django", "asgiref", "flask", "werkzeug", "starlette", "fastapi", "uvic
 KNOWN_GAPS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "starlette",
-        "1.7",
-        "plain Starlette puts the matched route in the scope from 1.7 on: no route template "
-        "before (FastAPI's routes always give theirs)",
-        (
-            "tests/integrations/test_contract.py::test_a_get_is_recorded_with_every_field[starlette]",
-            "tests/integrations/test_contract.py::test_a_json_post_is_recorded_with_json_bodies"
-            "[starlette]",
-            "tests/integrations/test_contract.py::test_callbacks_are_called_once_each_and_land_in"
-            "_the_event[starlette]",
-            "tests/integrations/test_asgi.py::test_sse_first_event_arrives_before_the_second_is"
-            "_produced",
-            "tests/integrations/test_asgi.py::test_example_apps_serve_the_contract_routes",
-        ),
-    ),
-    (
-        "starlette",
         "0.44",
         "add_middleware(cls, options) builds cls(options, app=app) before 0.44: options must be "
         "given as settings= (the README's form)",

@@ -161,6 +161,10 @@ class MoesifASGIMiddleware(ReferenceMethods):
     def route_of(self, scope: Scope, original_root_path: str) -> str | None:
         """The route template that served the request, when the framework tells."""
         route = scope.get("route")
+        if route is None and "endpoint" in scope:  # Starlette before 1.7 names the endpoint
+            endpoint = scope["endpoint"]
+            routes = getattr(scope.get("router"), "routes", ())
+            route = next((r for r in routes if getattr(r, "endpoint", None) is endpoint), None)
         template = getattr(route, "path", None) or getattr(route, "path_format", None)
         if not isinstance(template, str):
             return None
