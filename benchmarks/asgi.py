@@ -13,7 +13,7 @@ import functools
 import os
 from typing import Any
 
-from ._inprocess import HEADERS, PARKED_WORKER, compare, row
+from ._inprocess import HEADERS, PARKED_WORKER, compare, park, row
 from ._util import sink, table
 from .wsgi import POST_BODY
 
@@ -83,7 +83,7 @@ def main() -> list[list[object]]:
             node: Any = wrapped.middleware_stack
             while not hasattr(node, "agent"):
                 node = node.app
-            agent = node.agent
+            agent = park(node.agent)
             agents.append(agent)
 
             def deliver(agent: Any = agent) -> None:
@@ -102,7 +102,7 @@ def main() -> list[list[object]]:
         from moesif_agent.integrations.asgi import MoesifASGIMiddleware
 
         minimal = MoesifASGIMiddleware(minimal_app)
-        agents.append(minimal.agent)
+        agents.append(park(minimal.agent))
         result = compare(
             Driver(minimal_app, "GET", "/items/42"),
             Driver(minimal, "GET", "/items/42"),

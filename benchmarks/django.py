@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from ._inprocess import HEADERS, PARKED_WORKER, compare, row
+from ._inprocess import HEADERS, PARKED_WORKER, compare, park, row
 from ._util import sink, table
 
 POST_BODY = json.dumps({"name": "widget", "tags": ["a"] * 50, "note": "x" * 1700}).encode()
@@ -88,7 +88,7 @@ def main() -> list[list[object]]:
         wrapped = WSGIHandler()
         settings.MIDDLEWARE = settings.MIDDLEWARE[1:]  # the handlers build their chains now
         bare = WSGIHandler()
-        agent = MoesifMiddleware(lambda request: None).agent  # equal options: the same agent
+        agent = park(MoesifMiddleware(lambda request: None).agent)  # equal options: the same
 
         def deliver() -> None:
             assert agent.flush(timeout=120)

@@ -15,7 +15,7 @@ from werkzeug.test import EnvironBuilder
 
 from moesif_agent.integrations.wsgi import MoesifWSGIMiddleware
 
-from ._inprocess import HEADERS, PARKED_WORKER, compare, row
+from ._inprocess import HEADERS, PARKED_WORKER, compare, park, row
 from ._util import sink, table
 
 POST_BODY = json.dumps({"name": "widget", "tags": ["a"] * 50, "note": "x" * 1700}).encode()
@@ -61,7 +61,7 @@ def main() -> list[list[object]]:
 
         bare = create_app(instrument=False)
         wrapped = create_app(instrument=True)
-        agent = wrapped.extensions["moesif"].agent
+        agent = park(wrapped.extensions["moesif"].agent)
 
         def deliver() -> None:
             assert agent.flush(timeout=120)
@@ -82,6 +82,7 @@ def main() -> list[list[object]]:
             rows.append(row(name, result))
         # The agent's own cost, without a framework's allocations around it.
         minimal = MoesifWSGIMiddleware(minimal_app)
+        park(minimal.agent)
         result = compare(
             driver(minimal_app, path="/items/42"),
             driver(minimal, path="/items/42"),

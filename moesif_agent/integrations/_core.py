@@ -271,7 +271,9 @@ class RequestCore:
             if callbacks.skip is not None and not self.skip_before_app:
                 if self.skip_asked((yield callbacks.skip, self.args(flow))):
                     return False
-            if not flow.identified:
+            if not flow.identified and (
+                callbacks.identify_user is not None or callbacks.identify_company is not None
+            ):
                 yield from self.identify(flow, before_app=False)
             elif ex.user_id is None and self.default_user is not None:
                 ex.user_id = self.default_user(flow)
