@@ -1,9 +1,10 @@
-"""Capture helpers shared by every adapter: ids, header access, client IP, user from credentials.
+"""Capture helpers shared by every adapter: transaction ids, the environ capture, header
+access, the user from credentials (who the client is lives in ``_forwarding``).
 
-The functions here are pure and cheap. The ones the request thread calls on every request
-(``new_transaction_id``, ``header_value``) allocate little; the rest (header dicts, client IP,
-the Authorization fallback) normally run on the worker when it builds the wire event, and on
-the request thread only when sampling or governance needs them before the event is queued.
+The ones the request thread calls on every request (``new_transaction_id``, a pop from ids
+the worker made ahead; ``fill_from_environ``) allocate little; the rest (header maps, the
+credentials rule) normally run on the worker when it builds the wire event, and on the
+request thread only when sampling or governance needs them before the event is queued.
 """
 
 from __future__ import annotations
