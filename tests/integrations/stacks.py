@@ -60,6 +60,28 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
+def http_scope(
+    path: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    client: Any = (CLIENT, 50000),
+) -> Message:
+    """The scope an ASGI server gives a ``GET path`` from ``client`` to http://api.example."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"api.example"), *headers],
+        "client": client,
+        "server": ("api.example", 80),
+    }
+
+
 # What the app saw and did ---------------------------------------------------------------------
 
 
@@ -284,20 +306,7 @@ class ASGIServed(Served):
     @contextlib.contextmanager
     def stream(self, path: str) -> Iterator[Iterator[bytes]]:
         messages: queue.Queue[Message] = queue.Queue()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"api.example"), (b"accept", b"*/*")],
-            "client": (CLIENT, 50000),
-            "server": ("api.example", 80),
-        }
+        scope = http_scope(path, [(b"accept", b"*/*")])
 
         async def run() -> None:
             requested = False

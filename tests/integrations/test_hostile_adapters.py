@@ -29,6 +29,7 @@ from tests.integrations.stacks import (
     APP,
     LOOPBACK,
     Stack,
+    http_scope,
     stack_fixture,  # noqa: F401  (the fixture "stack")
 )
 from tests.recorder import Recorder
@@ -201,20 +202,7 @@ def _serving_app(behaviour: LifespanApp) -> LifespanApp:
 
 async def _three_requests(app: Any) -> None:
     for n in range(3):
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": f"/served/{n}",
-            "raw_path": f"/served/{n}".encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"api.example")],
-            "client": (LOOPBACK, 50000),
-            "server": ("api.example", 80),
-        }
+        scope = http_scope(f"/served/{n}", client=(LOOPBACK, 50000))
         sent: list[Message] = []
 
         async def receive() -> Message:

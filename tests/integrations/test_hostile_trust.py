@@ -39,6 +39,7 @@ from tests.integrations.stacks import (
     Served,
     Stack,
     WSGIServed,
+    http_scope,
     item,
     stack_fixture,  # noqa: F401  (the fixture "stack")
 )
@@ -95,21 +96,8 @@ def send_raw(
 
 
 async def _asgi_get(app: Any, path: str, headers: list[tuple[str, str]], client: Any) -> Outcome:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api.example")]
-        + [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        "client": client,
-        "server": ("api.example", 80),
-    }
+    encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    scope = http_scope(path, encoded, client)
     sent: list[dict[str, Any]] = []
     requested = False
 
