@@ -290,11 +290,7 @@ class RequestCore:
         if not self.plain:
             run_sync(self.finish(flow))
         elif not flow.finished:
-            flow.finished = True
-            ex = flow.ex
-            if ex.response_time is None:
-                ex.response_time = time.time()
-            self.agent.record(ex)
+            self.record(flow)
 
     def record(self, flow: Flow) -> None:
         """Hand the exchange to the agent, without callbacks (e.g. after a cancellation)."""
