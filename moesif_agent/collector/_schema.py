@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ._validate import uri_path
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE events (
@@ -109,6 +110,68 @@ INSERT INTO events_fts (events_fts) VALUES ('rebuild');
 """
 
 
+# Version 3: ids are never given twice. A permalink (#events/<id>) names one event for good;
+# with plain rowids, clearing the data made ids start again at 1, so an old link opened
+# another event. AUTOINCREMENT keeps the highest id ever given (in sqlite_sequence) across
+# deletes and VACUUM. SQLite cannot add it to a table, so events and actions are rebuilt
+# with the same ids (the search index points at them), then their indexes and trigger.
+_V3_REBUILD = """
+CREATE TABLE events_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    transaction_id TEXT,
+    time INTEGER NOT NULL,
+    verb TEXT NOT NULL,
+    status INTEGER,
+    path TEXT NOT NULL,
+    user_id TEXT,
+    company_id TEXT,
+    blocked_by TEXT,
+    direction TEXT,
+    received_at INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    route TEXT NOT NULL DEFAULT '',
+    duration INTEGER,
+    weight INTEGER NOT NULL DEFAULT 1,
+    search TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO events_v3 (id, transaction_id, time, verb, status, path, user_id, company_id,
+    blocked_by, direction, received_at, data, route, duration, weight, search)
+SELECT id, transaction_id, time, verb, status, path, user_id, company_id,
+    blocked_by, direction, received_at, data, route, duration, weight, search FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE UNIQUE INDEX events_transaction_id ON events (transaction_id)
+    WHERE transaction_id IS NOT NULL;
+CREATE INDEX events_time ON events (time, status, duration, weight);
+CREATE INDEX events_status ON events (status);
+CREATE INDEX events_blocked ON events (blocked_by) WHERE blocked_by IS NOT NULL;
+CREATE INDEX events_endpoint ON events (route, verb, duration, weight, status, time);
+CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts (rowid, search) VALUES (new.id, new.search);
+END;
+
+CREATE TABLE actions_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    transaction_id TEXT,
+    time INTEGER NOT NULL,
+    action_name TEXT NOT NULL,
+    user_id TEXT,
+    company_id TEXT,
+    received_at INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+INSERT INTO actions_v3 (id, transaction_id, time, action_name, user_id, company_id,
+    received_at, data)
+SELECT id, transaction_id, time, action_name, user_id, company_id, received_at, data
+FROM actions;
+DROP TABLE actions;
+ALTER TABLE actions_v3 RENAME TO actions;
+CREATE UNIQUE INDEX actions_transaction_id ON actions (transaction_id)
+    WHERE transaction_id IS NOT NULL;
+CREATE INDEX actions_time ON actions (time);
+"""
+
+
 def _derive_v2(conn: sqlite3.Connection) -> None:
     """Fill the version 2 columns of events stored by version 1."""
     rows = conn.execute("SELECT id, data FROM events").fetchall()
@@ -132,6 +195,7 @@ Step = str | Callable[[sqlite3.Connection], None]
 _MIGRATIONS: dict[int, list[Step]] = {
     1: [_SCHEMA_V1],
     2: [_V2_COLUMNS, _derive_v2, _V2_INDEXES],
+    3: [_V3_REBUILD],
 }
 _OUR_TABLES = frozenset({"events", "actions", "users", "companies", "subscriptions"})
 
@@ -166,6 +230,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             )
     if version == SCHEMA_VERSION:
         return
+    started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     try:
         for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -180,4 +245,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    logger.debug("collector database %s at schema version %d", path, SCHEMA_VERSION)
+    if version:  # an upgrade rewrites tables: on a big database the start takes a while
+        logger.info(
+            "collector database %s upgraded from schema version %d to %d in %.1f s",
+            path,
+            version,
+            SCHEMA_VERSION,
+            time.perf_counter() - started,
+        )

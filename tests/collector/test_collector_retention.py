@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from moesif_agent.collector import LocalCollector
 from moesif_agent.collector import _validate as validate
 from moesif_agent.collector._retention import Retention, format_duration, parse_duration
+from moesif_agent.collector._schema import _SCHEMA_V1
 from moesif_agent.collector._store import Store
 from moesif_agent.collector._timefmt import now_micros
 from tests.collector.helpers import APP_ID, make_event, post
@@ -107,3 +110,65 @@ def test_limits_are_checked() -> None:
         Retention(max_events=0)
     with pytest.raises(ValueError, match="0s"):
         parse_duration("0s")
+
+
+def _ids(http: httpx.Client, name: str) -> list[int]:
+    return sorted(item["_id"] for item in http.get(f"/api/{name}").json()["items"])
+
+
+def test_an_id_is_never_given_twice(tmp_path: Path) -> None:
+    """A permalink (#events/<id>) names one event for good: after the data is cleared, new
+    events and actions get new ids, and the old ones answer 404 instead of another event."""
+    action = {"action_name": "Clicked", "request": make_event()["request"]}
+    with (
+        LocalCollector(tmp_path / "c.db") as collector,
+        httpx.Client(base_url=collector.url, headers={"X-Moesif-Application-Id": APP_ID}) as http,
+    ):
+        assert post(http, "/v1/events/batch", [make_event() for _ in range(3)]).status_code == 201
+        assert post(http, "/v1/actions", action).status_code == 201
+        old_events, old_actions = _ids(http, "events"), _ids(http, "actions")
+        same_origin = {"Origin": collector.url, "Sec-Fetch-Site": "same-origin"}
+        assert http.delete("/api/data", headers=same_origin).status_code == 200
+
+        assert post(http, "/v1/events/batch", [make_event() for _ in range(2)]).status_code == 201
+        assert post(http, "/v1/actions", action).status_code == 201
+        new_events, new_actions = _ids(http, "events"), _ids(http, "actions")
+        gone = http.get(f"/api/events/{old_events[0]}")
+
+    assert min(new_events) > max(old_events) and len(new_events) == 2
+    assert min(new_actions) > max(old_actions)
+    assert gone.status_code == 404
+
+
+def test_ids_survive_a_schema_upgrade_and_a_reset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database written by an older collector keeps its ids (the search index points at
+    them) and never gives them again, not even after everything was deleted and vacuumed."""
+    db = tmp_path / "old.db"
+    event = make_event()
+    event["response"]["body"] = {"word": "upgraded"}
+    with sqlite3.connect(db) as conn:
+        conn.executescript(_SCHEMA_V1)
+        conn.executemany(
+            "INSERT INTO events (id, transaction_id, time, verb, status, path, received_at, "
+            "data) VALUES (?, ?, 0, 'GET', 200, '/items/1', 0, ?)",
+            [(5, "t-5", json.dumps(event)), (9, "t-9", json.dumps({**event, "weight": 3}))],
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    with (
+        caplog.at_level(logging.INFO, "moesif_agent.collector"),
+        Store(db, Retention(max_events=None, max_age=None)) as store,
+    ):
+        assert f"collector database {db} upgraded from schema version 1 to " in caplog.text
+        assert _check(store) == [5, 9]
+        search = "SELECT rowid FROM events_fts WHERE events_fts MATCH 'upgraded' ORDER BY rowid"
+        assert [row[0] for row in store._writer.execute(search)] == [5, 9]
+        store.clear()
+        store.vacuum()
+    with Store(db, Retention(max_events=None, max_age=None)) as store:
+        store.add_events(_rows(2, now_micros()))
+        _sync(store)
+        assert _check(store) == [10, 11]
