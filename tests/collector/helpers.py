@@ -5,11 +5,17 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import sqlite3
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from moesif_agent.collector._schema import _SCHEMA_V1
+from moesif_agent.collector._validate import uri_path
 
 DATA = Path(__file__).parent / "data"
 APP_ID = "test-app"
@@ -56,3 +62,30 @@ def make_event(**overrides: Any) -> dict[str, Any]:
 def without_store_fields(item: dict[str, Any]) -> dict[str, Any]:
     """``item`` as it was sent: the fields the collector adds removed."""
     return {k: v for k, v in item.items() if k not in ("_id", "_received_at", "_created_at")}
+
+
+def version_1_database(path: Path, events: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
+    """A database as a version 1 collector left it, holding ``events``: (id, event) pairs,
+    an id of None letting SQLite choose. They arrived now (retention keeps them)."""
+    now = time.time_ns() // 1000
+    rows = [
+        (
+            event_id,
+            event["transaction_id"],
+            event["request"]["verb"],
+            event.get("response", {}).get("status"),
+            uri_path(event["request"]["uri"]),
+            now,
+            json.dumps(event),
+        )
+        for event_id, event in events
+    ]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_V1)
+        conn.executemany(
+            "INSERT INTO events (id, transaction_id, time, verb, status, path, received_at, "
+            "data) VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ import pytest
 from moesif_agent.collector import LocalCollector
 from moesif_agent.collector import _validate as validate
 from moesif_agent.collector._retention import Retention, format_duration, parse_duration
-from moesif_agent.collector._schema import _SCHEMA_V1
 from moesif_agent.collector._store import Store
 from moesif_agent.collector._timefmt import now_micros
-from tests.collector.helpers import APP_ID, make_event, post
+from tests.collector.helpers import APP_ID, make_event, post, version_1_database
 
 DAY = 86_400_000_000
 
@@ -148,15 +146,7 @@ def test_ids_survive_a_schema_upgrade_and_a_reset(
     db = tmp_path / "old.db"
     event = make_event()
     event["response"]["body"] = {"word": "upgraded"}
-    with sqlite3.connect(db) as conn:
-        conn.executescript(_SCHEMA_V1)
-        conn.executemany(
-            "INSERT INTO events (id, transaction_id, time, verb, status, path, received_at, "
-            "data) VALUES (?, ?, 0, 'GET', 200, '/items/1', 0, ?)",
-            [(5, "t-5", json.dumps(event)), (9, "t-9", json.dumps({**event, "weight": 3}))],
-        )
-        conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    version_1_database(db, [(5, event), (9, {**event, "transaction_id": "t-9", "weight": 3})])
 
     with (
         caplog.at_level(logging.INFO, "moesif_agent.collector"),

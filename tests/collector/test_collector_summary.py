@@ -4,10 +4,7 @@ each checked against figures computed here from the stored events themselves."""
 from __future__ import annotations
 
 import base64
-import json
 import math
-import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +15,7 @@ import pytest
 
 from moesif_agent.collector import LocalCollector
 from moesif_agent.collector._derive import normalise_path
-from moesif_agent.collector._schema import _SCHEMA_V1
-from tests.collector.helpers import APP_ID, make_event, post
+from tests.collector.helpers import APP_ID, make_event, post, version_1_database
 
 UUID = "6f1c2b3a-1d2e-4f5a-8b9c-0d1e2f3a4b5c"
 # (second, verb, path, status or None, duration ms, weight or None, user, metadata.route)
@@ -296,15 +292,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     event = _event(ROWS[2])
     event["request"]["body"] = {"note": "migrated words"}
-    with sqlite3.connect(db) as conn:
-        conn.executescript(_SCHEMA_V1)
-        conn.execute(
-            "INSERT INTO events (transaction_id, time, verb, status, path, received_at, data) "
-            "VALUES (?, 0, 'GET', 404, '/items/3', ?, ?)",
-            (event["transaction_id"], time.time_ns() // 1000, json.dumps(event)),
-        )
-        conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    version_1_database(db, [(None, event)])
 
     with LocalCollector(db) as collector, httpx.Client() as client:
         (item,) = client.get(collector.url + "/api/endpoints").json()["items"]
