@@ -90,7 +90,7 @@ class KeySet:
         if not self.keys and not self.suffixes:
             return False
         probe = self._probe
-        if probe is None or b"\\u" in raw:
+        if probe is None or (b"\\" in raw and b"\\u" in raw):  # memchr first: most have none
             return True
         low = raw.lower()
         if b"_" in low or b"-" in low or b" " in low:

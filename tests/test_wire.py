@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from moesif_agent import Options
 from moesif_agent._bodies import loads
 from moesif_agent._exchange import HEADERS_ASGI, HEADERS_WSGI, Body, Exchange
+from moesif_agent._textmask import MASK
 from moesif_agent._wire import MAX_EVENT_BYTES, Dropped, WireEncoder, iso_time
 
 
@@ -405,3 +406,56 @@ def test_a_proxys_host_cannot_inject_a_path_nor_its_proto_a_scheme() -> None:
     ]
     uri = json.loads(encoder().encode(ex))["request"]["uri"]
     assert uri.startswith(f"{ex.scheme}://evil.example%2Fadmin%3Fx%3D1%23/items/")
+
+
+_SECRET_WORDS = ("password", "db_password", "Api-Key", "user[token]", "pin")
+_PLAIN_WORDS = ("id", "name", "note", "tags", "pinned", "owner")
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.text(min_size=60),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_SECRET_WORDS + _PLAIN_WORDS), inner, max_size=4)
+        | st.builds(json.dumps, st.dictionaries(st.sampled_from(_SECRET_WORDS), inner))
+    ),
+    max_leaves=12,
+)
+
+
+def _secret_values(value: Any, found: list[Any]) -> list[Any]:
+    """The values under secret keys in ``value``, JSON inside strings included."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            (found.append(item) if key in _SECRET_WORDS else _secret_values(item, found))
+    elif isinstance(value, list):
+        for item in value:
+            _secret_values(item, found)
+    return found
+
+
+@given(
+    st.dictionaries(st.sampled_from(_SECRET_WORDS + _PLAIN_WORDS), _json_values, max_size=6),
+    st.booleans(),
+)
+def test_a_json_body_is_masked_or_sent_as_it_came(value: dict[str, Any], escaped: bool) -> None:
+    """Sparse bodies (long values) are checked by walking their keys, dense ones by a scan of
+    their text first: either way every secret is masked, and a body without one is sent
+    byte for byte as it came (escapes and spacing included)."""
+    text = json.dumps(value)
+    if escaped:  # "\u0070assword" is "password" to every JSON parser
+        text = text.replace('"password"', '"\\u0070assword"')
+    ex = known_exchange()
+    ex.request_body = body(text.encode())
+    data = encoder().encode(ex)
+    sent = json.loads(data)["request"]["body"]
+
+    secrets = _secret_values(value, [])
+    assert all(item == MASK for item in _secret_values(sent, []))
+    if not secrets:
+        assert text.encode() in data
+    else:
+        assert sent != value
