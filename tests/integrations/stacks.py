@@ -82,6 +82,16 @@ def http_scope(
     }
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body, as a bare ASGI app reads it: messages until no ``more_body``."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 # What the app saw and did ---------------------------------------------------------------------
 
 
@@ -505,12 +515,7 @@ class ASGIStack(Stack):
 async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
     assert scope["type"] == "http"
     method, path = scope["method"], scope["path"]
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     APP.saw(method, path, headers, body)
     if path == "/stream":

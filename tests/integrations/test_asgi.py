@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 
 from moesif_agent.integrations.asgi import MoesifASGIMiddleware
 from moesif_agent.integrations.starlette import MoesifMiddleware
+from tests.integrations.stacks import read_body
 from tests.recorder import Recorder
 
 pytestmark = pytest.mark.anyio
@@ -106,13 +107,7 @@ class Driver:
 
 
 async def json_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    payload = body or b'{"ok": true}'
+    payload = await read_body(receive) or b'{"ok": true}'
     await send(
         {
             "type": "http.response.start",
