@@ -168,6 +168,11 @@ class Options:
                 f"'x-forwarded-for' (default), 'forwarded' or e.g. 'x-real-ip', got {header!r}"
             )
         object.__setattr__(self, "client_ip_header", header)
+        if self.spool_dir is not None and "\0" in self.spool_dir:
+            raise ValueError(
+                "spool_dir must be a directory path, 'auto' (the default) or None (no spool), "
+                f"got {self.spool_dir!r}"
+            )
         for pattern in self.skip_paths:
             try:
                 re.compile(pattern)

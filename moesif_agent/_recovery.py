@@ -57,7 +57,12 @@ class Recovery:
     def store(self, channel: str, body: bytes, count: int) -> bool:
         """Put a batch the worker holds in the spool. False if the spool cannot be written
         (the caller drops it); a batch larger than the whole spool is dropped here."""
-        stored, removed = self.spool.write(channel, body, count)
+        try:
+            stored, removed = self.spool.write(channel, body, count)
+        except Exception as exc:  # never the worker's end: the spool goes off, the caller drops
+            logger.debug("moesif-agent: spool write failed", exc_info=True)
+            self.spool.disable(f"{type(exc).__name__}: {exc}")
+            return False
         if removed:
             self.tally.drop("spool_full", removed, in_flight=False)
             if not self._trim_logged:

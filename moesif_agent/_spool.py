@@ -139,7 +139,7 @@ class Spool:
             os.rename(temp, path)
         except OSError as exc:
             unlink(temp)
-            self._disable(f"{directory}: {exc}")
+            self.disable(f"{directory}: {exc}")
             return False, removed
         self._entries.append(Entry(path, name, len(body), count, channel, created))
         self._total += len(body)
@@ -154,15 +154,15 @@ class Spool:
         for index, path in enumerate(self.dirs):
             try:
                 make_writable(path, index == self._shared_temp)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take
                 problems.append(f"{path}: {exc}")
                 continue
             self.dir = path
             return path
-        self._disable("; ".join(problems))
+        self.disable("; ".join(problems))
         return None
 
-    def _disable(self, why: str) -> None:
+    def disable(self, why: str) -> None:
         self.disabled = True
         log_once(
             "spool-disabled",
@@ -270,7 +270,7 @@ class Spool:
         for directory in self.dirs:
             try:
                 listing = list(os.scandir(directory))
-            except OSError:
+            except (OSError, ValueError):
                 continue
             for item in listing:
                 name = item.name

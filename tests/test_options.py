@@ -63,6 +63,7 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         ("identify_user", "user_id", "identify_user must be a function or None"),
         ("trusted_proxies", ["not-an-ip"], "trusted_proxies entries must be IP addresses"),
         ("skip_paths", ["(unclosed"], "skip_paths entries must be regular expressions"),
+        ("spool_dir", "/var/spool\0x", "spool_dir must be a directory path"),
         ("request_header_masks", 5, "request_header_masks must be a list of strings"),
         ("application_id", 12345, "application_id must be a string"),
     ],

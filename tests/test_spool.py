@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from moesif_agent import Agent
+from moesif_agent._spool import Spool
 from moesif_agent._spooldir import spool_key
 from tests.recorder import Answer, Recorder
 from tests.test_transport import wire_event
@@ -245,6 +246,37 @@ def test_an_unwritable_spool_dir_switches_it_off_with_one_warning(
     assert stats["spool"]["enabled"] is False
     spool_warnings = [r for r in caplog.records if "spool cannot be written" in r.getMessage()]
     assert len(spool_warnings) == 1
+
+
+def test_a_spool_that_fails_unexpectedly_goes_off_and_the_worker_goes_on(
+    recorder: Recorder,
+    make_agent: Callable[..., Agent],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever the spool raises (here a bug of its own), the worker survives: the spool goes
+    off with one warning, the batches are dropped and counted, and delivery resumes."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("spool bug")
+
+    monkeypatch.setattr(Spool, "write", broken)
+    agent = make_agent(max_retry_time=0, batch_size=5)
+    assert agent.flush(timeout=10)
+    recorder.default = DOWN
+    with caplog.at_level(logging.WARNING, logger="moesif_agent"):
+        for n in range(20):
+            agent.record(wire_event(n))
+        assert agent.flush(timeout=10) is False
+    stats = agent.stats()
+    assert stats["dropped"] == {"retries_exhausted": 20}
+    assert stats["spool"]["enabled"] is False
+    assert [r for r in caplog.records if "RuntimeError: spool bug" in r.getMessage()]
+
+    recorder.default = Answer()
+    agent.record(wire_event(99))
+    assert agent.flush(timeout=10)
+    assert agent.stats()["sent"] == 1
 
 
 def test_memory_pressure_spools_a_batch_being_retried_instead_of_dropping_new_events(
