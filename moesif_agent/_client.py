@@ -44,6 +44,7 @@ GZIP_LEVEL = 3  # as small as 5-6 on event JSON, at under half the CPU
 _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 30.0
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_AFTER_MAX = 600.0  # seconds
 _GIVE_UP_POLL = 0.2  # seconds between two looks at ``give_up`` while waiting to retry
 
 
@@ -69,19 +70,22 @@ class Outcome:
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``RETRY_AFTER_MAX``: a proxy's ``inf`` or year-9999 date must not stop delivery for good."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(RETRY_AFTER_MAX, max(0.0, seconds))
 
 
 def _proxy_for(url: str) -> str | None:

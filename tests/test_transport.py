@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from moesif_agent import Agent
+from moesif_agent._client import RETRY_AFTER_MAX, retry_after
 from moesif_agent._exchange import Body, Exchange
 from tests.recorder import Answer, Recorder
 
@@ -392,3 +395,15 @@ def test_the_queue_is_bounded_by_bytes_as_well_as_by_count(
     # two batches, encoded (these bodies are binary: a small note each): one being retried, one
     # filling while it waits.
     assert stats["dropped"]["queue_full_bytes"] >= 500 - 8_000_000 // 200_000 - 2 * 100 - 10
+
+
+@pytest.mark.parametrize("value", ["inf", "1e12", "Fri, 31 Dec 9999 23:59:59 GMT", "99999999999"])
+def test_a_retry_after_beyond_reason_is_capped(value: str) -> None:
+    """A proxy's Retry-After of inf or the year 9999 must not stop delivery for good."""
+    assert retry_after(value) == RETRY_AFTER_MAX
+
+
+@given(st.text(max_size=40))
+def test_retry_after_is_a_finite_wait_or_none_for_any_text(value: str) -> None:
+    seconds = retry_after(value)
+    assert seconds is None or 0.0 <= seconds <= RETRY_AFTER_MAX
