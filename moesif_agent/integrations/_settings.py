@@ -50,8 +50,18 @@ class SkipRules:
         paths = list(options.skip_paths)
         if options.skip_probe_paths:
             paths += [f"^{p}$" for p in PROBE_PATHS]
-        self.paths = re.compile("|".join(f"(?:{p})" for p in paths)).search if paths else None
+        self.paths = _searcher(paths) if paths else None
         self.methods = frozenset(m.upper() for m in options.skip_methods)
 
     def __call__(self, method: str, path: str) -> bool:
         return method in self.methods or (self.paths is not None and self.paths(path) is not None)
+
+
+def _searcher(patterns: list[str]) -> Callable[[str], object]:
+    """One search over all ``patterns``: a single regex when they can be joined, else each
+    on its own (a global flag such as ``(?i)``, a group name used twice)."""
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns)).search
+    except re.error:
+        searches = [re.compile(p).search for p in patterns]  # each was checked by Options
+        return lambda path: next((m for search in searches if (m := search(path))), None)

@@ -538,6 +538,20 @@ def test_declarative_skips(settings: dict[str, Any], recorder: Recorder) -> None
     assert middleware.agent.stats()["skipped"] == 2
 
 
+def test_skip_paths_that_only_work_alone_still_skip(
+    settings: dict[str, Any], recorder: Recorder
+) -> None:
+    """Each entry is its own regex: a global flag or a group name used twice must not turn
+    the list into a startup error (they cannot be joined into one pattern)."""
+    paths = ["(?i)^/HEALTH", "(?P<id>^/internal/)", "(?P<id>^/admin/)"]
+    app, middleware = wrap(json_app(), settings, skip_paths=paths)
+    for path in ("/health", "/internal/x", "/admin/y", "/items"):
+        Call(app, path=path).body()
+    assert [e["request"]["uri"] for e in events(middleware, recorder)] == [
+        "http://api.example/items"
+    ]
+
+
 def test_middleware_with_equal_options_share_one_agent(settings: dict[str, Any]) -> None:
     one = MoesifWSGIMiddleware(json_app(), settings)
     two = MoesifMiddleware(json_app(), dict(settings))
