@@ -1,4 +1,4 @@
-"""The FastAPI example app (DESIGN section 6), instrumented by moesif-agent.
+"""The FastAPI example app, instrumented by moesif-agent.
 
 Configured by the environment: MOESIF_APPLICATION_ID and MOESIF_BASE_URI (for instance the
 local collector, http://127.0.0.1:8787). EXAMPLE_INSTRUMENT=0 serves the bare app.
