@@ -188,13 +188,7 @@ class Options:
         Keys may be field names (``log_body``) or the reference agents' UPPERCASE names
         (``LOG_BODY``, ``EVENT_BATCH_TIMEOUT``...). Keyword ``overrides`` win over the mapping.
         """
-        values: dict[str, Any] = {}
-        fallbacks: dict[str, Any] = {}
-        for key, value in {**(mapping or {}), **overrides}.items():
-            name = _field_name(key)
-            if name is not None:
-                (fallbacks if key in _FALLBACKS else values)[name] = value
-        return cls(**{**fallbacks, **values})
+        return cls(**_field_values({**(mapping or {}), **overrides}))
 
     @classmethod
     def coerce(cls, options: Options | Mapping[str, Any] | None, **overrides: Any) -> Options:
@@ -202,8 +196,7 @@ class Options:
         if isinstance(options, Options):
             if not overrides:
                 return options
-            names = {_field_name(key) or key: value for key, value in overrides.items()}
-            return dataclasses.replace(options, **names)
+            return dataclasses.replace(options, **_field_values(overrides))
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
                 f"options must be a moesif_agent.Options or a mapping of settings, "
@@ -238,6 +231,18 @@ _IGNORED = {
 }
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Options)}
+
+
+def _field_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` keyed by field name: reference names mapped, ignored ones dropped (with
+    a warning), a fallback (``LOCAL_MOESIF_BASEURL``) only where its field is not given."""
+    values: dict[str, Any] = {}
+    fallbacks: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = _field_name(key)
+        if name is not None:
+            (fallbacks if key in _FALLBACKS else values)[name] = value
+    return {**fallbacks, **values}
 
 
 def _field_name(key: str) -> str | None:

@@ -142,6 +142,21 @@ def test_coerce_takes_options_mappings_and_overrides() -> None:
         Options.coerce("app-id")  # type: ignore[arg-type]
 
 
+def test_overrides_of_options_read_reference_names_as_a_mapping_does() -> None:
+    base = Options(application_id="app")
+    local, remote = "http://127.0.0.1:8787", "http://127.0.0.1:9999"
+    # An ignored reference setting is ignored, not a TypeError.
+    assert Options.coerce(base, USE_CELERY=True, LOG_BODY=False).log_body is False
+    # BASE_URI wins over the fallback LOCAL_MOESIF_BASEURL, whatever the order.
+    for overrides in (
+        {"BASE_URI": remote, "LOCAL_MOESIF_BASEURL": local},
+        {"LOCAL_MOESIF_BASEURL": local, "BASE_URI": remote},
+    ):
+        assert Options.coerce(base, **overrides).base_uri == remote
+        assert Options.from_mapping({"APPLICATION_ID": "app", **overrides}).base_uri == remote
+    assert Options.coerce(base, LOCAL_MOESIF_BASEURL=local).base_uri == local
+
+
 def test_options_are_frozen_and_hashable() -> None:
     options = Options(application_id="app", skip_methods=["OPTIONS"])
     with pytest.raises(AttributeError):
