@@ -70,6 +70,8 @@ def wrap(name: str, fn: Callback | None) -> Callable[..., Any] | None:
     if fn is None:
         return None
     arity = _arity(fn)
+    if inspect.iscoroutinefunction(fn):  # said at startup, not at the first request
+        _async_on_sync(name)
 
     def call(*args: Any) -> Any:
         try:
@@ -79,16 +81,21 @@ def wrap(name: str, fn: Callback | None) -> Callable[..., Any] | None:
             return None
         if inspect.isawaitable(result):
             _close(result)
-            log_once(
-                f"callback-async:{name}",
-                logging.ERROR,
-                "moesif-agent: %s is async, which only ASGI apps support (ignored; logged once)",
-                name,
-            )
+            _async_on_sync(name)
             return None
         return _check(name, result)
 
     return call
+
+
+def _async_on_sync(name: str) -> None:
+    log_once(
+        f"callback-async:{name}",
+        logging.ERROR,
+        "moesif-agent: %s is async, which only ASGI apps support: make it a plain function "
+        "for this app (ignored; logged once)",
+        name,
+    )
 
 
 def wrap_async(name: str, fn: Callback | None) -> Callable[..., Awaitable[Any]] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -550,6 +551,21 @@ def test_skip_paths_that_only_work_alone_still_skip(
     assert [e["request"]["uri"] for e in events(middleware, recorder)] == [
         "http://api.example/items"
     ]
+
+
+def test_an_async_callback_on_a_sync_app_is_reported_at_startup(
+    settings: dict[str, Any], recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def identify_user(app: Any, environ: Any) -> str:
+        return "alice"
+
+    with caplog.at_level(logging.ERROR, logger="moesif_agent"):
+        app, middleware = wrap(json_app(), settings, identify_user=identify_user)
+        assert "identify_user is async, which only ASGI apps support" in caplog.text
+        assert Call(app).body() == b'{"ok": true}'
+    (event,) = events(middleware, recorder)
+    assert "user_id" not in event
+    assert caplog.text.count("identify_user is async") == 1
 
 
 def test_middleware_with_equal_options_share_one_agent(settings: dict[str, Any]) -> None:
