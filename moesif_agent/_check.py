@@ -5,8 +5,10 @@ The options are read exactly as the agent reads them (flags here, then ``MOESIF_
 environment variables, then the defaults); the collector is then asked, with this application
 id, for its sampling config (``GET /v1/config``) and governance rules (``GET /v1/rules``): the
 same application-id check guards those and the event endpoints, so a 2xx means events are
-accepted. Nothing is sent or stored. Exit status 0 when all is well, 1 with a one-line reason
-when events would not be delivered, 2 when the options themselves are wrong.
+accepted. The answers are then read by the agent's own code (the same parsing, the same
+``Policy``): the output says what the agent would use, and what it would skip and why. Nothing
+is sent or stored. Exit status 0 when all is well, 1 with a one-line reason when events would
+not be delivered, 2 when the options themselves are wrong.
 """
 
 from __future__ import annotations
@@ -14,16 +16,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ._client import CollectorClient, Outcome
+from ._health import hint, short_id
 from ._options import Options
 from ._policy import Policy
+from ._remote import _parse
 
 EVENTS_PATH = "/v1/events/batch"
+_SHOWN = 10  # skipped config entries listed one a line; the others are counted
+_TEXT_MAX = 200  # characters of collector-supplied text quoted in one line
 
 
 class CheckFailed(Exception):
@@ -70,7 +79,7 @@ def main(argv: Sequence[str]) -> int:
     )
     _line("collector", f"{options.base_uri}  ({_source('base_uri', explicit)})")
     try:
-        verdict = _check(options, args.timeout)
+        verdict = _check(options, args.timeout, _source("application_id", explicit))
     except CheckFailed as exc:
         sys.stderr.write(f"moesif-agent check: {exc}\n")
         return 1
@@ -78,7 +87,7 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _check(options: Options, timeout: float) -> str:
+def _check(options: Options, timeout: float, id_source: str) -> str:
     if not options.enabled:
         raise CheckFailed(
             f"the agent is disabled ({_source('enabled', {})}: enabled=False): nothing is recorded"
@@ -90,60 +99,67 @@ def _check(options: Options, timeout: float) -> str:
     timeouts = dataclasses.replace(options, connect_timeout=timeout, request_timeout=timeout)
     client = CollectorClient(timeouts)
     try:
-        config = _fetch(client, "/v1/config", options)
+        config = _fetch(client, "/v1/config", options, id_source)
         _line("app id check", f"accepted (GET /v1/config: {config.status})")
-        rules = _fetch(client, "/v1/rules", options)
+        rules = _fetch(client, "/v1/rules", options, id_source)
     finally:
         client.close()
-    config_document = _document(config, "/v1/config", dict, options)
-    rules_document = _document(rules, "/v1/rules", list, options)
-    policy = Policy(config_document, rules_document)
+    # What the agent would make of the answers: the same parsing and the same Policy, its
+    # warnings about what it skips shown here, one a line, instead of logged.
+    with _agent_warnings() as warnings:
+        config_document = _document(config, "/v1/config", dict, options)
+        rules_document = _document(rules, "/v1/rules", list, options)
+        policy = Policy(config_document, rules_document)
     sampling = policy.sampling
+    usable = sum(1 for group, _ in sampling.regex if group is not None)
     _line(
         "config",
-        f"sample rate {sampling.default:g}%, {_count(len(sampling.regex), 'sampling rule')}, "
-        f"{_count(len(config_document.get('user_sample_rate') or {}), 'user rate')}, "
-        f"{_count(len(config_document.get('company_sample_rate') or {}), 'company rate')}",
+        f"sample rate {sampling.default:g}%, {_count(usable, 'sampling rule')}, "
+        f"{_count(len(sampling.users), 'user rate')}, "
+        f"{_count(len(sampling.companies), 'company rate')}",
     )
-    skipped = policy.governance.skipped
+    governance = policy.governance
+    kept = len(governance.regex) + sum(len(rules) for rules in governance.by_kind.values())
+    skipped = governance.skipped
     _line(
         "rules",
-        _count(len(rules_document), "governance rule")
+        _count(kept, "governance rule")
         + (f" ({skipped} malformed, skipped by the agent)" if skipped else ""),
     )
+    for warning in warnings[:_SHOWN]:
+        _line("skipped", warning)
+    if len(warnings) > _SHOWN:
+        _line("skipped", f"… and {len(warnings) - _SHOWN} more")
     return f"events go to {options.base_uri} and it accepts this application id"
 
 
-def _fetch(client: CollectorClient, path: str, options: Options) -> Outcome:
+def _fetch(client: CollectorClient, path: str, options: Options, id_source: str) -> Outcome:
     outcome = client.get(path, retry=False)
     if outcome.ok:
         return outcome
     where = options.base_uri
-    if outcome.status is None:
-        raise CheckFailed(f"cannot reach the collector at {where} ({outcome.error})")
-    detail = _message(outcome.content)
-    if outcome.status in (401, 403):
+    status = outcome.status
+    if status is None:
         raise CheckFailed(
-            f"the collector at {where} does not accept application id "
-            f"{_short(options.application_id)} (GET {path}: HTTP {outcome.status}{detail}); "
-            "check MOESIF_APPLICATION_ID"
+            f"cannot reach the collector at {where} ({outcome.error}): {hint(None, outcome.error)}"
         )
-    if outcome.status == 404:
+    if status == 404:
         raise CheckFailed(
             f"{where} does not serve {path} (HTTP 404): is MOESIF_BASE_URI the collector's "
             "address, not your app's?"
         )
-    raise CheckFailed(
-        f"the collector at {where} answered GET {path} with HTTP {outcome.status}{detail}"
-    )
+    reason = f"the collector at {where} answered GET {path} with HTTP {status}"
+    reason += _message(outcome.content)
+    if status in (401, 403):
+        raise CheckFailed(
+            f"{reason}: {hint(status)} ({_short(options.application_id)}, {id_source})"
+        )
+    raise CheckFailed(reason)
 
 
 def _document(outcome: Outcome, path: str, kind: type, options: Options) -> Any:
-    try:
-        document = json.loads(outcome.content)
-    except ValueError:
-        document = None
-    if not isinstance(document, kind):
+    document = _parse(outcome.content, path.rsplit("/", 1)[-1], kind)
+    if document is None:
         raise CheckFailed(
             f"the collector at {options.base_uri} serves a {path} that is not a JSON "
             f"{'object' if kind is dict else 'array'}: the agent would keep its defaults"
@@ -152,13 +168,47 @@ def _document(outcome: Outcome, path: str, kind: type, options: Options) -> Any:
 
 
 def _message(content: bytes) -> str:
-    """The collector's own explanation, when its error body has one."""
+    """The collector's own explanation, when its error body has one: `` (text)``, one line."""
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
-    message = body.get("message") or body.get("error") if isinstance(body, dict) else None
-    return f": {message}" if isinstance(message, str) and message else ""
+    message = (body.get("message") or body.get("error")) if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        return ""
+    text = _one_line(message)
+    return f" ({text})" if text else ""
+
+
+def _one_line(text: str) -> str:
+    """Collector-supplied text (it may hold anything) as part of one line of output."""
+    text = " ".join(text.split())
+    return text[:_TEXT_MAX] + "…" if len(text) > _TEXT_MAX else text
+
+
+_LOGGED = re.compile(r"^moesif-agent: |\s*\((?:skipped; )?logged once\)$")
+
+
+@contextmanager
+def _agent_warnings() -> Iterator[list[str]]:
+    """The agent's log lines while it reads the collector's answers (what it skips, and why),
+    kept instead of logged: the check shows them on its own lines."""
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(_one_line(_LOGGED.sub("", " ".join(record.getMessage().split()))))
+
+    logger = logging.getLogger("moesif_agent")
+    handler = Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield collected
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(handler)
 
 
 def _source(name: str, explicit: dict[str, str]) -> str:
@@ -169,10 +219,7 @@ def _source(name: str, explicit: dict[str, str]) -> str:
 
 
 def _short(application_id: str) -> str:
-    """Enough of an application id to recognise it, not enough to use it."""
-    if not application_id:
-        return "(none)"
-    return repr(application_id[:6] + ("…" if len(application_id) > 6 else ""))
+    return short_id(application_id) if application_id else "(none)"
 
 
 def _count(n: int, noun: str) -> str:
