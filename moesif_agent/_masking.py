@@ -221,13 +221,6 @@ class Masker:
         """Mask a ``multipart/form-data`` body part by part (see ``_textmask``)."""
         return mask_multipart(text, boundary, keys)
 
-    def scrub(self, raw: bytes, keys: KeySet) -> bytes:
-        """``text`` for bytes (UTF-8, else latin-1)."""
-        try:
-            return self.text(raw.decode("utf-8"), keys).encode("utf-8")
-        except UnicodeDecodeError:
-            return self.text(raw.decode("latin-1"), keys).encode("latin-1", "replace")
-
     def form(self, body: str, keys: KeySet) -> str:
         """Mask an ``application/x-www-form-urlencoded`` body or a query string, pair by pair
         (``&`` or ``;`` separated), keeping the rest as it was encoded; JSON in a value is

@@ -161,7 +161,6 @@ class RequestCore:
         self.plain = default_user is None and all(
             getattr(callbacks, name) is None for name in CALLBACKS
         )
-        self.run: Callable[[Steps[Any]], Any] = run_async if asynchronous else run_sync
 
     # Before the app -----------------------------------------------------------------------------
 
@@ -309,6 +308,12 @@ def describe(exc: BaseException) -> tuple[str, str]:
     except Exception:  # a broken __str__ must not break the request
         message = ""
     return type(exc).__name__, message[:1000]
+
+
+def file_response_notes() -> dict[str, Any]:
+    """The notes of an exchange whose response is a file the server sends itself (sendfile,
+    ``wsgi.file_wrapper``, ``http.response.pathsend``): its body is not captured."""
+    return {"response_body": {"omitted": "file response"}}
 
 
 def new_exchange(method: str, path: str, query: str) -> Exchange:

@@ -18,7 +18,7 @@ from .._capture import assign_transaction_id, new_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, run_async
+from ._core import Flow, RequestCore, file_response_notes, run_async
 from ._lifespan import FlushOnShutdown, lifespan
 from ._reference import ReferenceMethods
 
@@ -275,7 +275,7 @@ class _Cycle(Flow):
                     body.add(chunk)
                 final = not message.get("more_body", False)
             elif kind == "http.response.pathsend":
-                ex.notes = {"response_body": {"omitted": "file response"}}
+                ex.notes = file_response_notes()
                 final = True
         except Exception:
             internal_error("ASGI send")

@@ -30,7 +30,16 @@ from .._capture import fill_from_environ, wsgi_text
 from .._exchange import HEADERS_PAIRS, Body
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, Steps, describe, new_exchange, run_async, run_sync
+from ._core import (
+    Flow,
+    RequestCore,
+    Steps,
+    describe,
+    file_response_notes,
+    new_exchange,
+    run_async,
+    run_sync,
+)
 from ._reference import ReferenceMethods
 from ._tee import InputTee, atee_chunks, tee_chunks
 
@@ -44,7 +53,6 @@ Request = Any  # django.http.HttpRequest (Django ships no type information)
 Response = Any  # django.http.HttpResponseBase
 
 REQUEST_KEY = "_moesif_exchange"  # the request attribute holding the Exchange
-_FILE_RESPONSE_NOTE = {"response_body": {"omitted": "file response"}}
 
 
 class MoesifDjangoMiddleware(ReferenceMethods):
@@ -283,7 +291,7 @@ class MoesifDjangoMiddleware(ReferenceMethods):
         ):
             # Django hands the file to the server's file_wrapper (sendfile) and never iterates
             # streaming_content; the call is recorded when the server closes the response.
-            ex.notes = dict(_FILE_RESPONSE_NOTE)
+            ex.notes = file_response_notes()
             flow.started = flow.completed = True
             return
         if capture:

@@ -18,7 +18,7 @@ from .._capture import TRANSACTION_ID_HEADER, fill_from_environ, wsgi_text
 from .._exchange import HEADERS_PAIRS, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
-from ._core import Flow, RequestCore, run_sync
+from ._core import Flow, RequestCore, file_response_notes, run_sync
 from ._reference import ReferenceMethods
 from ._tee import InputTee, tee_chunks
 
@@ -205,7 +205,7 @@ class _Call(Flow):
             if isinstance(result, file_wrapper):
                 # Passed through untouched so the server can sendfile; recorded without its
                 # body when the iterable is handed over.
-                self.ex.notes = {"response_body": {"omitted": "file response"}}
+                self.ex.notes = file_response_notes()
                 self.done()
                 return result
         self.result = result
