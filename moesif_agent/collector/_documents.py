@@ -8,9 +8,10 @@ protocol grows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
+
+from ._inputs import BadPattern, compile_pattern
 
 _RULE_TYPES = ("regex", "user", "company")
 _APPLIED_TO = ("matching", "not_matching")
@@ -64,10 +65,9 @@ def _groups(value: object, field: str, sampling: bool) -> None:
             pattern = condition.get("value")
             _expect(pattern, str, f"{at}.value", "a string (a regular expression)")
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                message = f"is not a valid regular expression ({exc})"
-                raise DocumentError(f"{at}.value", message) from None
+                compile_pattern(pattern)
+            except BadPattern as exc:
+                raise DocumentError(f"{at}.value", str(exc)) from None
         if sampling or "sample_rate" in group:
             _rate(group.get("sample_rate"), f"{where}.sample_rate")
 

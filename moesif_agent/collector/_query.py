@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ClientError
+from ._inputs import MAX_INT, BadPattern, compile_pattern, parse_int
 from ._timefmt import parse_iso
 
 DEFAULT_LIMIT = 100
@@ -41,20 +42,21 @@ def _verb(name: str, value: str) -> Condition:
 
 def _status(name: str, value: str) -> Condition:
     value = value.strip()
-    if value.isdigit():
-        return "status = ?", [int(value)]
+    code = parse_int(value, 0, 999)
+    if code is not None:
+        return "status = ?", [code]
     match = _CLASS.fullmatch(value)
     if match is None:
-        raise _bad(name, f"{value[:32]!r} is neither a status code (404) nor a class (4xx)")
+        raise _bad(name, f"{value[:32]!r} is neither a status code (0 to 999) nor a class (4xx)")
     low = int(match.group(1)) * 100
     return "status BETWEEN ? AND ?", [low, low + 99]
 
 
 def _path(name: str, value: str) -> Condition:
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise _bad(name, f"{value[:64]!r} is not a valid regular expression ({exc})") from None
+        compile_pattern(value)
+    except BadPattern as exc:
+        raise _bad(name, f"{value[:64]!r} {exc}") from None
     return "path REGEXP ?", [value]
 
 
@@ -208,10 +210,13 @@ def _decode_cursor(resource: Resource, value: str) -> tuple[int, ...]:
     parts = rest.split(".")
     if name != resource.name or len(parts) != len(resource.order):
         raise _bad("cursor", f"not a cursor of /api/{resource.name}; {problem}")
-    try:
-        return tuple(int(part) for part in parts)
-    except ValueError:
-        raise _bad("cursor", f"not a cursor; {problem}") from None
+    key = []
+    for part in parts:
+        number = parse_int(part, -MAX_INT, MAX_INT)
+        if number is None:
+            raise _bad("cursor", f"not a cursor; {problem}")
+        key.append(number)
+    return tuple(key)
 
 
 @dataclass(frozen=True)
@@ -252,9 +257,10 @@ def parse_query(resource: Resource, params: Mapping[str, list[str]]) -> ListQuer
     limit = DEFAULT_LIMIT
     value = filters.options.get("limit")
     if value is not None:
-        if not value.strip().isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        number = parse_int(value.strip(), 1, MAX_LIMIT)
+        if number is None:
             raise _bad("limit", f"{value[:32]!r} is not an integer from 1 to {MAX_LIMIT}")
-        limit = int(value)
+        limit = number
     cursor = filters.options.get("cursor")
     after = None if cursor is None else _decode_cursor(resource, cursor)
     return ListQuery(filters.where, filters.params, after, limit)

@@ -17,6 +17,7 @@ from . import _reads as reads
 from . import _summary as summary
 from ._errors import ClientError
 from ._ingest import on_writer
+from ._inputs import MAX_INT, parse_int
 from ._query import EVENTS, RESOURCES, Filters, Resource, encode_cursor, parse_filters, parse_query
 from ._store import Store
 from ._timefmt import parse_iso
@@ -36,14 +37,15 @@ def _event_filters(request: Request, *options: str) -> Filters:
 def _interval(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit() or int(value) < 1:
+    seconds = parse_int(value.strip(), 1, summary.MAX_INTERVAL)
+    if seconds is None:
         raise ClientError(
             400,
-            f"bad filter interval: {value[:32]!r} is not a number of seconds (60), "
-            "leave it out to fit the range",
+            f"bad filter interval: {value[:32]!r} is not a number of seconds (60), at most "
+            f"{summary.MAX_INTERVAL} (a year); leave it out to fit the range",
             field="interval",
         )
-    return int(value)
+    return seconds
 
 
 def read_routes(store: Store) -> list[BaseRoute]:
@@ -71,16 +73,17 @@ def read_routes(store: Store) -> list[BaseRoute]:
 
     def item_endpoint(resource: Resource) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            key: Any = request.path_params["key"]
+            key: str | int | None = request.path_params["key"]
+            if resource.key_is_int:  # ids count from 1: no other key can name one
+                key = parse_int(request.path_params["key"], 1, MAX_INT)
             found = None
-            if not resource.key_is_int or key.isdigit():
-                if resource.key_is_int:
-                    key = int(key)
+            if key is not None:
                 found = await run_in_threadpool(
                     store.read, reads.get, resource.name, resource.key, key, resource.fields
                 )
             if found is None:
-                raise ClientError(404, f"no {resource.singular} with {resource.key} {key!r}")
+                shown = request.path_params["key"] if key is None else key
+                raise ClientError(404, f"no {resource.singular} with {resource.key} {shown!r}")
             return Response(found, media_type="application/json")
 
         return endpoint

@@ -16,7 +16,7 @@ from pathlib import Path
 from ._derive import route_of, search_text
 from ._errors import StoreError
 from ._timefmt import parse_iso
-from ._validate import uri_path
+from ._validate import MAX_WEIGHT, uri_path
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ INSERT INTO events_fts (events_fts) VALUES ('rebuild');
 # another event. AUTOINCREMENT keeps the highest id ever given (in sqlite_sequence) across
 # deletes and VACUUM. SQLite cannot add it to a table, so events and actions are rebuilt
 # with the same ids (the search index points at them), then their indexes and trigger.
+# Weights are capped as ingest now caps them (MAX_WEIGHT), so that the sums cannot overflow.
 _V3_REBUILD = """
 CREATE TABLE events_v3 (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,7 +138,8 @@ CREATE TABLE events_v3 (
 INSERT INTO events_v3 (id, transaction_id, time, verb, status, path, user_id, company_id,
     blocked_by, direction, received_at, data, route, duration, weight, search)
 SELECT id, transaction_id, time, verb, status, path, user_id, company_id,
-    blocked_by, direction, received_at, data, route, duration, weight, search FROM events;
+    blocked_by, direction, received_at, data, route, duration, MIN(weight, 2147483647), search
+FROM events;
 DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 CREATE UNIQUE INDEX events_transaction_id ON events (transaction_id)
@@ -185,7 +187,9 @@ def _derive_v2(conn: sqlite3.Connection) -> None:
             duration = None if end is None or start is None else end - start
         route = route_of(uri_path(request["uri"]), event.get("metadata"))
         text = search_text(request["uri"], request, response)
-        updates.append((route, duration, event.get("weight", 1), text, event_id))
+        # Version 1 took any non-negative weight; the sums need them bounded as ingest does.
+        weight = min(event.get("weight", 1), MAX_WEIGHT)
+        updates.append((route, duration, weight, text, event_id))
     conn.executemany(
         "UPDATE events SET route = ?, duration = ?, weight = ?, search = ? WHERE id = ?", updates
     )

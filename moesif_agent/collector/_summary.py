@@ -24,6 +24,7 @@ from ._timefmt import format_iso
 _DAY = 86400
 INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 10800, 21600, _DAY, 7 * _DAY)
 MAX_BUCKETS = 120
+MAX_INTERVAL = 366 * _DAY  # the widest interval that can be asked for: a year
 MAX_REQUESTED_BUCKETS = 5000
 MAX_PEOPLE = 1000
 PEOPLE = {"users": ("user_id", "users"), "companies": ("company_id", "companies")}

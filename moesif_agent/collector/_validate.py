@@ -26,6 +26,9 @@ MAX_BATCH_BYTES = 50 * 1024 * 1024
 MAX_ACTIONS_BATCH_BYTES = 12 * 1024 * 1024
 
 DIRECTIONS = frozenset({"Incoming", "Outgoing"})
+# The calls one sampled event stands for (100 at a 1% sample rate). The summaries add weights
+# up in SQLite's 64-bit integers: at this bound, four billion events cannot overflow them.
+MAX_WEIGHT = 2**31 - 1
 _TRANSFER_ENCODINGS = ("", "json", "base64")
 
 # (transaction_id, time, verb, status, path, user_id, company_id, blocked_by, direction,
@@ -267,8 +270,16 @@ def _event(item: object, text: str, received_at: int) -> EventRow:
     if metadata is not None and type(metadata) is not dict:
         raise _wrong("metadata", "an object", metadata)
     weight = item.get("weight")
-    if weight is not None and (type(weight) is not int or weight < 0):
-        raise _wrong("weight", "a non-negative integer", weight)
+    if weight is not None and (type(weight) is not int or not 0 <= weight <= MAX_WEIGHT):
+        if type(weight) is not int or weight < 0:
+            raise _wrong("weight", "a non-negative integer", weight)
+        digits = str(weight)
+        shown = digits if len(digits) <= 20 else f"a {len(digits)}-digit number"
+        raise ClientError(
+            400,
+            f"weight must be a non-negative integer, at most {MAX_WEIGHT}, not {shown}",
+            field="weight",
+        )
     transaction_id, user_id, company_id, blocked_by = _columns(item, _EVENT_COLUMNS)
     path = uri_path(uri)
     return (

@@ -25,6 +25,15 @@ RULE = {
 }
 
 
+# Regular expressions that re.compile refuses with OverflowError and RecursionError.
+_HUGE_REPEAT = "a{99999999999}"
+_DEEP = "(" * 1000 + ")" * 1000
+
+
+def _condition(pattern: str) -> dict[str, str]:
+    return {"path": "request.route", "value": pattern}
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
     config, rules = tmp_path / "config.json", tmp_path / "rules.json"
@@ -113,6 +122,18 @@ def test_same_content_keeps_the_etag(files: tuple[Path, Path], watched: httpx.Cl
         ("config", "[]", "must hold an object at the top level, not list"),
         ("rules", '{"rules": []}', "must hold an array at the top level, not dict"),
         ("rules", "", "is not valid JSON"),
+        (
+            "config",
+            json.dumps(
+                {"regex_config": [{"conditions": [_condition(_HUGE_REPEAT)], "sample_rate": 5}]}
+            ),
+            "is invalid: regex_config[0].conditions[0].value is not a valid regular expression",
+        ),
+        (
+            "rules",
+            json.dumps([{**RULE, "regex_config": [{"conditions": [_condition(_DEEP)]}]}]),
+            "is invalid: [0].regex_config[0].conditions[0].value is not a valid regular",
+        ),
     ],
 )
 def test_a_malformed_file_keeps_the_last_good_version_and_is_logged_once(
@@ -186,6 +207,28 @@ BAD_FIELDS = [
             ]
         },
         "regex_config[0].conditions[0].value is not a valid regular expression",
+    ),
+    (
+        "config",
+        {"regex_config": [{"conditions": [_condition(_HUGE_REPEAT)], "sample_rate": 0}]},
+        "regex_config[0].conditions[0].value is not a valid regular expression "
+        "(the repetition number is too large)",
+    ),
+    (
+        "config",
+        {"regex_config": [{"conditions": [_condition(_DEEP)], "sample_rate": 0}]},
+        "regex_config[0].conditions[0].value is not a valid regular expression "
+        "(groups nested too deeply)",
+    ),
+    (
+        "rules",
+        [{**RULE, "regex_config": [{"conditions": [_condition("x{1,99999999999}")]}]}],
+        "[0].regex_config[0].conditions[0].value is not a valid regular expression (the rep",
+    ),
+    (
+        "rules",
+        [{**RULE, "regex_config": [{"conditions": [_condition(_DEEP)]}]}],
+        "[0].regex_config[0].conditions[0].value is not a valid regular expression (groups",
     ),
     ("config", {"regex_config": [{"conditions": []}]}, "regex_config[0].sample_rate must be"),
     (

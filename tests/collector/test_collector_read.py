@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ ROWS = [
     (7, "GET", None, "/slow", "u3", None, None, "Incoming"),
     (8, "PUT", 302, "/items/4", "u1", "c1", "geo-rule", "Incoming"),
 ]
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _event(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -174,6 +179,24 @@ def test_pagination_with_a_filter_and_an_exact_last_page(api: httpx.Client) -> N
         ({"limit": "ten"}, "bad filter limit"),
         ({"time__gt": "yesterday"}, "bad filter time__gt: 'yesterday' is not an ISO 8601 time"),
         ({"path": "(unclosed"}, "bad filter path: '(unclosed' is not a valid regular"),
+        # re.compile raises OverflowError and RecursionError for these, not re.error.
+        ({"path": "a{99999999999}"}, "bad filter path: 'a{99999999999}' is not a valid regular"),
+        ({"path": "a{1,99999999999}"}, "(the repetition number is too large)"),
+        (
+            {"path": "(" * 1000 + ")" * 1000},
+            "is not a valid regular expression (groups nested too deeply)",
+        ),
+        ({"path": "(?:" * 1000 + ")" * 1000}, "bad filter path: '(?:(?:"),
+        # str.isdigit() is true of these, int() refuses them; and SQLite integers are 64-bit.
+        ({"status": "\u00b2"}, "bad filter status: '\u00b2' is neither a status code"),
+        ({"status": "\u0664\u0660\u0664"}, "bad filter status"),  # 404 in Arabic-Indic digits
+        ({"status": "9" * 20}, "bad filter status: '99999999999999999999' is neither"),
+        ({"status": "1000"}, "is neither a status code (0 to 999)"),
+        ({"limit": "\u00b2"}, "bad filter limit: '\u00b2' is not an integer from 1 to 1000"),
+        ({"limit": "9" * 20}, "is not an integer from 1 to 1000"),
+        ({"cursor": _cursor("events:" + "9" * 20 + ".1")}, "bad filter cursor: not a cursor"),
+        ({"cursor": _cursor("events:1." + "9" * 19)}, "bad filter cursor: not a cursor"),
+        ({"cursor": _cursor("events:1.1_0")}, "bad filter cursor: not a cursor"),
         ({"blocked": "maybe"}, "bad filter blocked: 'maybe' is not a boolean"),
         ({"cursor": "!!!"}, "bad filter cursor: not a cursor"),
         ({"cursor": "dXNlcnM6MQ"}, "not a cursor of /api/events"),
@@ -186,6 +209,15 @@ def test_bad_filters_are_400(params: Any, message: str, api: httpx.Client) -> No
 
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("resource", ["events", "actions"])
+@pytest.mark.parametrize("key", ["\u00b2", "\u0664", "9" * 19, "9" * 40, "-1", " 1", "0"])
+def test_item_keys_that_cannot_exist_are_404(resource: str, key: str, api: httpx.Client) -> None:
+    response = api.get(f"/api/{resource}/{key}")
+
+    assert response.status_code == 404
+    assert response.json()["error"].startswith(f"no {resource[:-1]} with id ")
 
 
 def test_events_in_their_wire_format_with_store_fields(api: httpx.Client) -> None:

@@ -222,6 +222,12 @@ def test_the_time_series_fits_the_range_it_is_given(api: httpx.Client) -> None:
     ("params", "message"),
     [
         ({"interval": "0"}, "bad filter interval: '0' is not a number of seconds"),
+        ({"interval": "\u00b2"}, "bad filter interval: '\u00b2' is not a number of seconds"),
+        ({"interval": "\u0663"}, "bad filter interval:"),  # an Arabic-Indic 3
+        ({"interval": "-60"}, "bad filter interval:"),
+        ({"interval": "9" * 20}, "bad filter interval:"),
+        ({"interval": "10" + "0" * 15}, "bad filter interval:"),
+        ({"interval": "31622401"}, "at most 31622400 (a year)"),
         ({"interval": "1", "time__gt": "2000-01-01T00:00:00Z"}, "bad filter interval:"),
         ({"limit": "5"}, "unknown filter for /api/timeseries"),
     ],
@@ -232,6 +238,33 @@ def test_bad_time_series_parameters(
     response = api.get("/api/timeseries", params=params)
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+def test_the_largest_weights_are_summed_without_overflow(http: httpx.Client) -> None:
+    # Two events of weight 2**63-1 used to be stored, then every summary was a 503.
+    heaviest = 2**31 - 1
+    too_heavy = [_event(ROWS[0]) | {"weight": 2**63 - 1}, _event(ROWS[1]) | {"weight": 2**63 - 1}]
+    refused = post(http, "/v1/events/batch", too_heavy)
+    stored = post(http, "/v1/events/batch", [_event(row) | {"weight": heaviest} for row in ROWS])
+
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "weight"
+    assert stored.status_code == 201
+    endpoints = http.get("/api/endpoints")
+    series = http.get("/api/timeseries")
+    people = http.get("/api/people/users")
+    assert endpoints.status_code == series.status_code == people.status_code == 200
+    assert endpoints.json()["calls"] == series.json()["calls"] == len(ROWS) * heaviest
+    identified = sum(1 for row in ROWS if row[6] is not None)
+    assert sum(item["calls"] for item in people.json()["items"]) == identified * heaviest
+
+
+def test_the_longest_interval_is_a_year(api: httpx.Client) -> None:
+    series = api.get("/api/timeseries", params={"interval": "31622400"})
+
+    assert series.status_code == 200
+    assert series.json()["interval_seconds"] == 31622400
+    assert series.json()["calls"] == 11 + 9 + 2
 
 
 def test_people_merge_traffic_and_profiles(api: httpx.Client) -> None:
@@ -300,6 +333,23 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
 
     assert (item["route"], item["calls"], item["p50_ms"]) == ("/items/{id}", 10, 12.0)
     assert [e["transaction_id"] for e in found["items"]] == [event["transaction_id"]]
+
+
+def test_weights_a_version_1_collector_accepted_are_bounded_when_migrated(tmp_path: Path) -> None:
+    # Version 1 took any non-negative weight: 10**30 stopped the migration (OverflowError),
+    # two of 2**63-1 overflowed every summary.
+    db = tmp_path / "old.db"
+    heavy = [_event(ROWS[0]) | {"weight": 10**30}, _event(ROWS[1]) | {"weight": 2**63 - 1}]
+    version_1_database(db, [(None, event) for event in heavy])
+
+    with LocalCollector(db) as collector, httpx.Client(base_url=collector.url) as client:
+        endpoints = client.get("/api/endpoints")
+        series = client.get("/api/timeseries")
+        stored = client.get("/api/events").json()["items"]
+
+    assert endpoints.status_code == series.status_code == 200
+    assert endpoints.json()["calls"] == series.json()["calls"] == 2 * (2**31 - 1)
+    assert sorted(event["weight"] for event in stored) == [2**63 - 1, 10**30]  # as sent
 
 
 @pytest.mark.parametrize(

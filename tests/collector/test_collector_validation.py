@@ -95,6 +95,11 @@ EVENT_ERRORS: list[tuple[str, Mutation, str, str]] = [
     ("lone surrogate id", _set("user_id", "\udc80"), "user_id", "unpaired UTF-16 surrogate"),
     ("metadata a string", _set("metadata", "x"), "metadata", "must be an object"),
     ("weight negative", _set("weight", -1), "weight", "non-negative integer"),
+    ("weight a float", _set("weight", 2.0), "weight", "non-negative integer"),
+    # Sums of weights must fit SQLite's 64-bit integers, over billions of events.
+    ("weight over 2**31-1", _set("weight", 2**31), "weight", "at most 2147483647, not 2147483648"),
+    ("weight over 2**63-1", _set("weight", 2**63), "weight", "at most 2147483647"),
+    ("weight 10**30", _set("weight", 10**30), "weight", "not a 31-digit number"),
     ("session_token a bool", _set("session_token", False), "session_token", "must be a string"),
 ]
 
