@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,9 @@ from ._conditions import ConditionGroup, RouteFilter, View, bad_config, compile_
 
 UNKNOWN = "UNKNOWN"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# Filling in a response body walks it recursively on the request thread, under the web
+# framework's own stack: a deeper body is refused when the rule is compiled.
+MAX_BODY_DEPTH = 64
 
 
 class Block:
@@ -111,6 +115,8 @@ class Rule:
                 ("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
             )
         self.body_template = response.get("body")
+        if _too_deep(self.body_template, MAX_BODY_DEPTH):
+            raise ValueError(f"response.body is nested over {MAX_BODY_DEPTH} levels deep")
         # Bodies without placeholders are encoded once, here.
         self.body: bytes | None = None
         if not _has_placeholder(self.body_template):
@@ -172,6 +178,19 @@ def header_field(name: str, value: str) -> tuple[str, str] | None:
     return name, value.strip()
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether lists and objects in ``value`` nest over ``limit`` levels (without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _has_placeholder(value: Any) -> bool:
     if isinstance(value, str):
         return _PLACEHOLDER.search(value) is not None
@@ -224,7 +243,8 @@ def _entries(raw: Any, where: str) -> dict[str, list[tuple[str, Mapping[str, Any
         entries = []
         for item in items:
             if not isinstance(item, Mapping) or not isinstance(item.get("rules"), str):
-                bad_config(f"{where}[{key!r}]", f"entry {item!r} needs a rule id in 'rules'")
+                shown = reprlib.repr(item)  # bounded: the entry may be nested absurdly deep
+                bad_config(f"{where}[{key!r}]", f"entry {shown} needs a rule id in 'rules'")
                 continue
             values = item.get("values")
             entries.append((item["rules"], values if isinstance(values, Mapping) else {}))
@@ -244,14 +264,17 @@ class Governance:
                 bad_config("rules", "must be a list of rules")
             rules = []
         for index, raw in enumerate(rules):
-            where = f"rule {raw.get('_id', index) if isinstance(raw, Mapping) else index!r}"
+            key = raw.get("_id", index) if isinstance(raw, Mapping) else index
+            where = f"rule {key!r}" if isinstance(key, str | int) else f"rule {index!r}"
             try:
                 if not isinstance(raw, Mapping):
                     raise ValueError("a rule must be an object")
                 rule = Rule(raw, where)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
+                # RecursionError: a part nested too deep to read (to print, to encode).
                 self.skipped += 1
-                bad_config(where, str(exc))
+                why = str(exc) if isinstance(exc, ValueError) else "nested too deep to read"
+                bad_config(where, why)
                 continue
             if rule.kind == "regex":
                 self.regex.append(rule)

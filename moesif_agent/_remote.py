@@ -7,7 +7,9 @@ what it brought (``settled``). After that: a periodic refresh
 ``X-Moesif-Config-ETag`` other than the one in force, at most once per ``debounce`` seconds,
 so two collector instances answering with different ETags cannot cause a fetch per batch.
 A failed fetch keeps the policy in force and is retried with backoff; a malformed document
-keeps the last good one.
+keeps the last good one. New documents (and their ETags) are kept only once a policy was
+compiled from them: if compiling fails, the policy in force stays, and the next refresh
+fetches them whole again (the same ``X-Moesif-Config-ETag`` does not trigger it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _guard
 from ._forwarding import Forwarding
 from ._guard import log_once
 from ._health import unhealthy
@@ -47,6 +50,7 @@ class RemoteConfig:
         # The first fetch ended (answered or failed): sampling can be decided at record time.
         self.settled = not self.enabled
         self.etag: str | None = None  # X-Moesif-Config-ETag of the policy in force
+        self.rejected: str | None = None  # ... of documents no policy could be compiled from
         self.next_fetch = 0.0  # monotonic; 0 means "on the first tick"
         self.last_triggered = float("-inf")  # last fetch caused by an ETag change
         self.triggered = False
@@ -63,7 +67,7 @@ class RemoteConfig:
         """A batch response: a new config ETag brings the next fetch forward, to now unless an
         ETag change already caused a fetch within the last ``debounce`` seconds."""
         etag = outcome.config_etag
-        if not self.enabled or not etag or etag == self.etag or not self.fetches:
+        if not self.enabled or not etag or etag in (self.etag, self.rejected) or not self.fetches:
             return  # (before the first fetch there is nothing to refresh: it is due anyway)
         self.triggered = True
         self.next_fetch = min(self.next_fetch, self.last_triggered + self.debounce)
@@ -109,28 +113,53 @@ class RemoteConfig:
             return
         self.failures = 0
         self.next_fetch = now + self.interval * random.uniform(0.9, 1.1)
+        new_config, config_etag = self.config, self._config_etag
+        new_rules, rules_etag = self.rules, self._rules_etag
         changed = False
         if config.ok:
             document = _parse(config.content, "config", dict)
             if document is not None:
-                self.config, self._config_etag, changed = document, config.etag, True
+                new_config, config_etag, changed = document, config.etag, True
         if rules.ok:
             document = _parse(rules.content, "rules", list)
             if document is not None:
-                self.rules, self._rules_etag, changed = document, rules.etag, True
-        self.etag = config.config_etag or rules.config_etag or self.etag
-        if changed:
-            policy = Policy(self.config, self.rules, trusted=self.trusted, etag=self.etag)
-            self.install(policy)
-            logger.debug(
-                "moesif-agent: new config/rules (etag %s): sample_rate %s, %d sampling "
-                "entries, %d rules (%d skipped)",
-                self.etag,
-                policy.sampling.default,
-                len(policy.sampling.regex),
-                len(self.rules or ()),
-                policy.governance.skipped,
+                new_rules, rules_etag, changed = document, rules.etag, True
+        etag = config.config_etag or rules.config_etag or self.etag
+        if not changed:
+            self.etag = etag
+            return
+        try:
+            policy = Policy(new_config, new_rules, trusted=self.trusted, etag=etag)
+        except Exception as exc:
+            # Nothing of these documents is kept: not their ETags either, so that the next
+            # refresh fetches them whole rather than hearing "not modified".
+            self.rejected = etag
+            log_once(
+                f"config-compile:{type(exc).__name__}",
+                logging.ERROR,
+                "moesif-agent: could not compile the collector's config/rules (etag %s): %s: "
+                "%s; keeping the current sampling and governance (logged once)",
+                etag,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
             )
+            if _guard.reraise:
+                raise
+            return
+        self.config, self._config_etag = new_config, config_etag
+        self.rules, self._rules_etag = new_rules, rules_etag
+        self.etag, self.rejected = etag, None
+        self.install(policy)
+        logger.debug(
+            "moesif-agent: new config/rules (etag %s): sample_rate %s, %d sampling "
+            "entries, %d rules (%d skipped)",
+            self.etag,
+            policy.sampling.default,
+            len(policy.sampling.regex),
+            len(self.rules or ()),
+            policy.governance.skipped,
+        )
 
 
 def _parse(content: bytes, what: str, kind: type) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from moesif_agent import Agent
+from moesif_agent import Agent, _guard, _policy
 from moesif_agent._exchange import Exchange
 from tests.recorder import Answer, Recorder
 
@@ -181,3 +182,126 @@ def test_malformed_documents_keep_the_last_good_ones(
         agent.record(exchange(10 + n))
         assert agent.flush(timeout=10)
         assert agent.policy.sampling.default == good.sampling.default == 0
+
+
+GUARD = {
+    "_id": "good",
+    "type": "regex",
+    "block": True,
+    "regex_config": [{"conditions": [{"path": "request.route", "value": "^/admin"}]}],
+    "response": {"status": 403, "body": {"error": "forbidden"}},
+}
+
+
+def deep_rule(depth: int = 900) -> bytes:
+    """A rule whose response body is ``depth`` arrays deep, as JSON text."""
+    rule = {"_id": "deep", "type": "regex", "block": True, "response": {"status": 403, "body": 0}}
+    deep = "[" * depth + '"x"' + "]" * depth
+    return json.dumps(rule).replace('"body": 0', f'"body": {deep}').encode()
+
+
+def blocked_by(agent: Agent, path: str) -> str | None:
+    plan = agent.policy.begin(exchange(99, path))
+    return plan.block.rule_id if plan is not None and plan.block is not None else None
+
+
+def test_a_rule_nested_absurdly_deep_is_skipped_and_the_rest_is_installed(
+    recorder: Recorder, make_agent: Callable[..., Agent], caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder.serve_config({"sample_rate": 0}, etag="v1")
+    rules = b"[" + deep_rule() + b", " + json.dumps(GUARD).encode() + b"]"
+    recorder.get_answers["/v1/rules"] = Answer(200, body=rules)
+    agent = make_agent()
+    assert agent.flush(timeout=10)
+    assert agent.policy.etag == "v1"
+    assert agent.policy.sampling.default == 0  # the config that came with it is in force
+    assert agent.stats()["config"]["rules_skipped"] == 1
+    assert blocked_by(agent, "/admin/users") == "good"
+    assert blocked_by(agent, "/items") is None
+    recorder.config_etag = "v2"  # the next refresh brings the same rules: compiled again
+    agent._remote.next_fetch = 0
+    assert agent.flush(timeout=10)
+    assert recorder.fetches("/v1/rules") == 2
+    assert agent.policy.etag == "v2"
+    assert blocked_by(agent, "/admin/users") == "good"
+    logged = [
+        r.getMessage() for r in caplog.records if "moesif-agent: rule 'deep'" in r.getMessage()
+    ]
+    assert len(logged) == 1, logged
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def serve(recorder: Recorder, config: bytes, rules: bytes, etag: str) -> None:
+    """The documents under this X-Moesif-Config-ETag, with HTTP ETags for If-None-Match."""
+    recorder.config_etag = etag
+    recorder.get_answers["/v1/config"] = Answer(200, {"ETag": f'"c-{etag}"'}, body=config)
+    recorder.get_answers["/v1/rules"] = Answer(200, {"ETag": f'"r-{etag}"'}, body=rules)
+
+
+def if_none_match(recorder: Recorder, path: str) -> str | None:
+    gets = [r for r in recorder.iter_requests() if r.method == "GET" and r.path == path]
+    return gets[-1].headers.get("if-none-match")
+
+
+def test_documents_that_cannot_be_compiled_are_not_kept_and_the_last_good_policy_stays(
+    recorder: Recorder,
+    make_agent: Callable[..., Agent],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever compiling the documents raises (here a bug of the compiler's own, as no
+    document is known to make it raise), the policy in force stays, nothing of the new
+    documents is kept, and good documents are installed later."""
+
+    class BuggySampling(_policy.Sampling):
+        def __init__(self, config: Any) -> None:
+            if "compiler_bug" in config:
+                raise RuntimeError("a bug in the compiler")
+            super().__init__(config)
+
+    monkeypatch.setattr(_policy, "Sampling", BuggySampling)
+    monkeypatch.setattr(_guard, "reraise", False)  # production behaviour: log once, go on
+    serve(recorder, b'{"sample_rate": 100}', json.dumps([GUARD]).encode(), "v1")
+    agent = make_agent()
+    agent.record(exchange(1))
+    assert agent.flush(timeout=10)
+    assert agent.policy.etag == "v1"
+    agent._remote.debounce = 0
+    # A new config that cannot be compiled, alongside new rules that could be.
+    serve(recorder, b'{"sample_rate": 0, "compiler_bug": true}', b"[]", "v2")
+    agent.record(exchange(2))  # its batch response carries v2: a fetch
+    assert agent.flush(timeout=10)
+    assert recorder.fetches() == 2
+    assert agent.policy.etag == "v1"  # the last good policy, all of it, stays in force
+    assert agent.policy.sampling.default == 100
+    assert blocked_by(agent, "/admin") == "good"
+    # More batches answered with v2 do not fetch the same documents again at once...
+    agent.record(exchange(3))
+    assert agent.flush(timeout=10)
+    assert recorder.fetches() == 2
+    # ...but their ETags were not kept: the next refresh fetches them whole again.
+    agent._remote.next_fetch = 0
+    assert agent.flush(timeout=10)
+    assert recorder.fetches() == 3
+    assert if_none_match(recorder, "/v1/config") == '"c-v1"'
+    assert if_none_match(recorder, "/v1/rules") == '"r-v1"'
+    assert agent.policy.etag == "v1"
+    # Good documents under a new ETag are installed at the next batch.
+    serve(recorder, b'{"sample_rate": 0}', b"[]", "v3")
+    agent.record(exchange(4))
+    assert agent.flush(timeout=10)
+    assert recorder.fetches() == 4
+    assert if_none_match(recorder, "/v1/config") == '"c-v1"'
+    assert agent.policy.etag == "v3"
+    assert agent.policy.sampling.default == 0
+    assert blocked_by(agent, "/admin") is None
+    agent.record(exchange(5))  # sampled out by v3
+    agent._remote.next_fetch = 0
+    assert agent.flush(timeout=10)
+    assert if_none_match(recorder, "/v1/config") == '"c-v3"'  # kept once installed
+    assert if_none_match(recorder, "/v1/rules") == '"r-v3"'
+    logged = [r for r in caplog.records if "could not compile" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert "RuntimeError: a bug in the compiler" in logged[0].getMessage()
+    # 3 was recorded after the failed compile: v1's sample_rate 100 still decided it.
+    assert [e["transaction_id"][-1] for e in recorder.events()] == ["1", "2", "3", "4"]
