@@ -239,19 +239,32 @@ class RouteFilter:
 
     def __init__(self, groups: list[ConditionGroup], anchored: bool) -> None:
         patterns = sorted({g.route for g in groups if g.route is not None})
-        self.test: Pattern | None = None
+        self.tests: list[Pattern] = []
         if len(patterns) < 3:
             return
-        combined = "|".join(f"(?:{p})" for p in patterns)
+        # As few regexes as the pattern length bound allows: many rules need the filter most.
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for pattern in patterns:
+            length = len(pattern) + 5  # "(?:" ")" "|"
+            if chunks[-1] and size + length > MAX_PATTERN:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(pattern)
+            size += length
         try:
-            self.test = Pattern(combined, "route filter", anchored=anchored)
+            self.tests = [
+                Pattern("|".join(f"(?:{p})" for p in chunk), "route filter", anchored=anchored)
+                for chunk in chunks
+            ]
         except (regex.error, RecursionError, OverflowError, ValueError):
-            return  # e.g. inline flags that are only valid at a pattern's start
+            self.tests = []  # e.g. inline flags that are only valid at a pattern's start
 
     def excludes(self, path: str) -> bool:
         """True when no group with a route condition can match this path (when the filter
         cannot tell in time, the groups decide one by one)."""
-        return self.test is not None and self.test.decide(path) is False
+        tests = self.tests
+        return bool(tests) and all(test.decide(path) is False for test in tests)
 
 
 def bad_config(where: str, why: str) -> None:

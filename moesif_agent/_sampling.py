@@ -55,11 +55,13 @@ class Sampling:
         self.needs_identity = bool(self.users or self.companies)
         self.needs_body = any(g is not None and g.needs_body for g, _ in self.regex)
         self.filter = RouteFilter([g for g, _ in self.regex if g is not None], anchored=False)
+        # What is left when the filter rules out every entry with a route condition.
+        self._routeless: list[tuple[ConditionGroup | None, float]] = [
+            (g, r) for g, r in self.regex if g is not None and g.route is None
+        ]
 
     def _candidates(self, view: View) -> list[tuple[ConditionGroup | None, float]]:
-        if self.filter.excludes(view.ex.path):
-            return [(g, r) for g, r in self.regex if g is not None and g.route is None]
-        return self.regex
+        return self._routeless if self.filter.excludes(view.ex.path) else self.regex
 
     def early_rate(self, view: View) -> float | None:
         """The rate when it can be known before the app runs, else None."""

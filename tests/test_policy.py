@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from moesif_agent import Agent
+from moesif_agent._conditions import MAX_PATTERN, RouteFilter, compile_group
 from moesif_agent._exchange import HEADERS_PAIRS, Exchange
 from moesif_agent._forwarding import Forwarding
 from moesif_agent._options import DEFAULT_TRUSTED_PROXIES
@@ -468,9 +469,9 @@ def test_the_route_prefilter_never_changes_a_decision() -> None:
     }
     filtered = Policy(config, rules, trusted=TRUSTED)
     plain = Policy(config, rules, trusted=TRUSTED)
-    plain.governance.filter.test = None
-    plain.sampling.filter.test = None
-    assert filtered.governance.filter.test is not None
+    plain.governance.filter.tests = []
+    plain.sampling.filter.tests = []
+    assert filtered.governance.filter.tests
     for path in ["/r3/x", "/r9/", "/x/r1/", "/u/1", "/s4/a", "/a/s7/b", "/none", "/"]:
         for method in ("GET", "PATCH"):
             a, b = (
@@ -496,3 +497,141 @@ def test_a_rule_cannot_set_the_servers_framing_or_connection_headers() -> None:
     }
     plan = govern([regex_rule("r", "request.verb", "GET", block=False, headers=headers)])
     assert plan.headers == [("X-Kept", "yes")]
+
+
+def nested(depth: int, leaf: Any = "x", *, kind: str = "list") -> Any:
+    """``leaf`` inside ``depth`` lists (or objects), built without recursion."""
+    value = leaf
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+# Past the interpreter's recursion limits: Python's (1,000), C's (10,000 in 3.13), the stack's.
+ABSURD = 100_000
+
+
+@pytest.mark.parametrize(
+    ("case", "deep"),
+    [
+        (
+            "body",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "block": True,
+                "response": {"status": 403, "body": nested(ABSURD)},
+            },
+        ),
+        (
+            "body of objects",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "block": True,
+                "response": {"status": 403, "body": nested(ABSURD, kind="dict")},
+            },
+        ),
+        (
+            # A placeholder found before the deep part: compiling stops looking there, but
+            # filling it in walks every level, on the request thread, with its stack.
+            "body with a placeholder first",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "block": True,
+                "response": {"status": 403, "body": {"a": "{{x}}", "b": nested(450)}},
+            },
+        ),
+        (
+            "condition value",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "block": True,
+                "regex_config": [
+                    {"conditions": [{"path": "request.route", "value": nested(ABSURD)}]}
+                ],
+                "response": {"status": 403},
+            },
+        ),
+        (
+            "condition",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "block": True,
+                "regex_config": [{"conditions": [nested(ABSURD, kind="dict")]}],
+                "response": {"status": 403},
+            },
+        ),
+        (
+            "header value",
+            {
+                "_id": "deep",
+                "type": "regex",
+                "response": {"status": 200, "headers": {"X-Deep": nested(ABSURD)}},
+            },
+        ),
+        (
+            "status",
+            {"_id": "deep", "type": "regex", "block": True, "response": {"status": nested(ABSURD)}},
+        ),
+        ("_id", {"_id": nested(ABSURD), "type": "regex", "block": True}),
+    ],
+)
+def test_a_rule_nested_absurdly_deep_is_skipped_and_logged_once(
+    case: str, deep: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = regex_rule("good", "request.route", "^/items")
+    for _ in range(2):  # the next refresh compiles it again: logged once all the same
+        policy = Policy({"sample_rate": 0}, [deep, good], trusted=TRUSTED)
+        assert policy.governance.skipped == 1, case
+        assert policy.sampling.default == 0
+        assert policy.begin(exchange(path="/items/1")).block.rule_id == "good"
+        plan = policy.begin(exchange(path="/other"))
+        assert plan is not None and plan.block is None
+    logged = [r.getMessage() for r in caplog.records if "moesif-agent: rule " in r.getMessage()]
+    assert logged and len(logged) == len(set(logged)), logged  # each said once, not per refresh
+    assert {r.levelname for r in caplog.records} == {"WARNING"}
+
+
+def test_response_bodies_nested_a_few_levels_still_work() -> None:
+    body = {"errors": nested(20, {"detail": "quota {{q}}"})}
+    rule = {
+        "_id": "r",
+        "type": "user",
+        "block": True,
+        "response": {"status": 429, "body": body},
+    }
+    config = {"user_rules": {"alice": [{"rules": "r", "values": {"q": 7}}]}}
+    plan = govern([rule], config, user="alice")
+    assert json.loads(plan.block.body) == {"errors": nested(20, {"detail": "quota 7"})}
+
+
+def test_a_cohort_entry_nested_absurdly_deep_is_skipped() -> None:
+    config = {
+        "sample_rate": 0,
+        "user_rules": {
+            "bob": [nested(ABSURD, kind="dict"), {"rules": SEED_RULE["_id"], "values": {"1": 3}}]
+        },
+    }
+    policy = Policy(config, [SEED_RULE], trusted=TRUSTED)
+    assert policy.sampling.default == 0
+    assert policy.begin(exchange(user="bob")).block.rule_id == SEED_RULE["_id"]
+
+
+def test_the_route_filter_covers_many_rules_in_several_regexes() -> None:
+    """Past one regex's length bound the filter is built in pieces, not switched off: many
+    rules are when ruling them all out in one scan matters most."""
+    routes = [f"^/api/v1/resource-number-{n:03d}/items/[0-9]+$" for n in range(60)]
+    assert sum(len(r) for r in routes) > 2 * MAX_PATTERN
+    groups = [
+        compile_group({"conditions": [{"path": "request.route", "value": r}]}, "test", True)
+        for r in routes
+    ]
+    route_filter = RouteFilter([g for g in groups if g is not None], anchored=True)
+    assert len(route_filter.tests) >= 3
+    assert route_filter.excludes("/health")
+    assert not route_filter.excludes("/api/v1/resource-number-059/items/7")
+    assert not route_filter.excludes("/api/v1/resource-number-000/items/1")
