@@ -263,8 +263,10 @@ class RouteFilter:
     def excludes(self, path: str) -> bool:
         """True when no group with a route condition can match this path (when the filter
         cannot tell in time, the groups decide one by one)."""
-        tests = self.tests
-        return bool(tests) and all(test.decide(path) is False for test in tests)
+        for test in self.tests:
+            if test.decide(path) is not False:
+                return False
+        return bool(self.tests)
 
 
 def bad_config(where: str, why: str) -> None:
