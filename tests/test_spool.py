@@ -226,15 +226,11 @@ def test_a_full_spool_drops_the_oldest_batches_and_counts_them(
     assert stats["spool"]["bytes"] == on_disk
 
 
-def test_an_unwritable_spool_dir_switches_it_off_with_one_warning(
-    recorder: Recorder,
-    make_agent: Callable[..., Agent],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    agent = make_agent(max_retry_time=0, batch_size=5, spool_dir=str(blocker / "spool"))
+def _outage_past_a_broken_spool(
+    agent: Agent, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    """20 events in an outage with a spool that cannot take them: all dropped and counted,
+    the spool off. Returns the warnings logged meanwhile."""
     assert agent.flush(timeout=10)
     recorder.default = DOWN
     with caplog.at_level(logging.WARNING, logger="moesif_agent"):
@@ -244,8 +240,20 @@ def test_an_unwritable_spool_dir_switches_it_off_with_one_warning(
     stats = agent.stats()
     assert stats["dropped"] == {"retries_exhausted": 20}
     assert stats["spool"]["enabled"] is False
-    spool_warnings = [r for r in caplog.records if "spool cannot be written" in r.getMessage()]
-    assert len(spool_warnings) == 1
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_an_unwritable_spool_dir_switches_it_off_with_one_warning(
+    recorder: Recorder,
+    make_agent: Callable[..., Agent],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    agent = make_agent(max_retry_time=0, batch_size=5, spool_dir=str(blocker / "spool"))
+    warnings = _outage_past_a_broken_spool(agent, recorder, caplog)
+    assert len([m for m in warnings if "spool cannot be written" in m]) == 1
 
 
 def test_a_spool_that_fails_unexpectedly_goes_off_and_the_worker_goes_on(
@@ -262,16 +270,8 @@ def test_a_spool_that_fails_unexpectedly_goes_off_and_the_worker_goes_on(
 
     monkeypatch.setattr(Spool, "write", broken)
     agent = make_agent(max_retry_time=0, batch_size=5)
-    assert agent.flush(timeout=10)
-    recorder.default = DOWN
-    with caplog.at_level(logging.WARNING, logger="moesif_agent"):
-        for n in range(20):
-            agent.record(wire_event(n))
-        assert agent.flush(timeout=10) is False
-    stats = agent.stats()
-    assert stats["dropped"] == {"retries_exhausted": 20}
-    assert stats["spool"]["enabled"] is False
-    assert [r for r in caplog.records if "RuntimeError: spool bug" in r.getMessage()]
+    warnings = _outage_past_a_broken_spool(agent, recorder, caplog)
+    assert [m for m in warnings if "RuntimeError: spool bug" in m]
 
     recorder.default = Answer()
     agent.record(wire_event(99))
