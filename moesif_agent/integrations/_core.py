@@ -178,11 +178,12 @@ class RequestCore:
             return True
         return False
 
-    def body_ahead(self, policy: Policy, content_type: str | bytes, length: Any) -> int:
+    def body_ahead(self, policy: Policy, content_type: str | None, length: Any) -> int:
         """How many request body bytes governance wants read before the app (0: none). Only a
         JSON body of a known length within ``max_body_size`` is read ahead, and the adapter
-        replays it to the app unchanged."""
-        if not policy.needs_body or "json" not in str(content_type):
+        replays it to the app unchanged. Media types are case-insensitive: ``APPLICATION/JSON``
+        is JSON to the app, so it is to the rules."""
+        if not policy.needs_body or not content_type or "json" not in content_type.lower():
             return 0
         try:
             size = int(length)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._agent import Agent
-from .._capture import assign_transaction_id, new_transaction_id
+from .._capture import assign_transaction_id, header_value, new_transaction_id
 from .._exchange import HEADERS_ASGI, Body, Exchange
 from .._guard import internal_error
 from .._options import Options
@@ -202,7 +202,12 @@ class _Cycle(Flow):
         if not policy.trivial:
             body = None
             try:
-                size = core.body_ahead(policy, _header(ex, b"content-type"), _length(ex))
+                headers = ex.request_headers
+                size = core.body_ahead(
+                    policy,
+                    header_value(HEADERS_ASGI, headers, "content-type"),
+                    header_value(HEADERS_ASGI, headers, "content-length"),
+                )
                 if size:
                     receive, body = await _read_ahead(receive)
             except Exception:
@@ -312,18 +317,6 @@ class _Cycle(Flow):
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """Header pairs as ASGI wants them: bytes, names in lower case."""
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-
-def _header(ex: Exchange, name: bytes) -> bytes:
-    for key, value in ex.request_headers:
-        if key == name:
-            return bytes(value)
-    return b""
-
-
-def _length(ex: Exchange) -> int | None:
-    value = _header(ex, b"content-length")
-    return int(value) if value.isdigit() else None
 
 
 async def _read_ahead(receive: Receive) -> tuple[Receive, bytes]:

@@ -409,6 +409,28 @@ def test_15_a_sampling_condition_on_a_body_key_matches(stack: Stack, recorder: R
     assert recorded == [{"kind": "signal", "n": 2}]
 
 
+@pytest.mark.parametrize("content_type", ["APPLICATION/JSON", "Application/Json; charset=UTF-8"])
+def test_15_a_body_rule_is_not_dodged_by_the_content_types_letter_case(
+    stack: Stack, recorder: Recorder, content_type: str
+) -> None:
+    """Media types are case-insensitive: the framework reads this body as JSON, and so must
+    the rule that blocks on it."""
+    rule = {
+        "_id": "body-rule",
+        "type": "regex",
+        "block": True,
+        "regex_config": [{"conditions": [{"path": "request.body.kind", "value": "^drop$"}]}],
+        "response": {"status": 403, "body": {"error": "not allowed"}},
+    }
+    recorder.serve_config({}, [rule])
+    served = stack.serve()
+    served.get("/health", client=LOOPBACK)
+    assert served.agent.flush(timeout=10)  # the worker fetches the rules first
+    got = served.post_json("/items", b'{"kind": "drop"}', headers={"Content-Type": content_type})
+    assert got.status == 403
+    assert APP.calls("/items") == []
+
+
 # 16. Failures after the response started; non-ASCII paths ----------------------------------------
 
 
